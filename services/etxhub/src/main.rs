@@ -1,0 +1,2 @@
+//! etxhub: the one binary and composition root.
+fn main() {}

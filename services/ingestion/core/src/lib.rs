@@ -1,0 +1,1 @@
+//! etx-ingestion-core
