@@ -21,12 +21,7 @@ pub enum Category {
 
 impl Category {
     /// Every category, in the order of Art. 8.2.
-    pub const ALL: [Category; 4] = [
-        Self::Policy,
-        Self::Statistics,
-        Self::Workforce,
-        Self::Enforcement,
-    ];
+    pub const ALL: [Category; 4] = [Self::Policy, Self::Statistics, Self::Workforce, Self::Enforcement];
 
     /// Parses a category code.
     pub fn parse(s: &str) -> Result<Self, ParseError> {
@@ -78,9 +73,7 @@ impl Category {
                 "Reported and measured statistics of e-transactions; security-monitoring data"
             }
             Self::Workforce => "Training, capacity building, human resources, experts",
-            Self::Enforcement => {
-                "Inspection, complaints, denunciations, violations; incident reports"
-            }
+            Self::Enforcement => "Inspection, complaints, denunciations, violations; incident reports",
         }
     }
 }
@@ -110,10 +103,7 @@ impl SchemaVersion {
     /// Parses `1` or `v1`.
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         let t = s.trim();
-        let digits = t
-            .strip_prefix('v')
-            .or_else(|| t.strip_prefix('V'))
-            .unwrap_or(t);
+        let digits = t.strip_prefix('v').or_else(|| t.strip_prefix('V')).unwrap_or(t);
         match digits.parse::<u16>() {
             Ok(n) if n >= 1 => Ok(Self(n)),
             _ => Err(ParseError::new(

@@ -182,12 +182,7 @@ impl ErrorCode {
                 "Khóa chống trùng lặp đã được dùng cho nội dung khác",
                 "The idempotency key was already used with a different body",
             ),
-            Self::AlreadyExists => (
-                "already_exists",
-                409,
-                "Đối tượng đã tồn tại",
-                "It already exists",
-            ),
+            Self::AlreadyExists => ("already_exists", 409, "Đối tượng đã tồn tại", "It already exists"),
             Self::MethodNotAllowed => (
                 "method_not_allowed",
                 405,
@@ -279,11 +274,7 @@ impl ViolationCode {
 
     fn entry(self) -> (&'static str, &'static str, &'static str) {
         match self {
-            Self::Required => (
-                "required",
-                "Trường bắt buộc bị thiếu",
-                "This field is required",
-            ),
+            Self::Required => ("required", "Trường bắt buộc bị thiếu", "This field is required"),
             Self::Type => ("type", "Sai kiểu dữ liệu", "Wrong data type"),
             Self::Format => ("format", "Sai định dạng", "Wrong format"),
             Self::Enum => (

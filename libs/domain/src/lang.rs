@@ -58,10 +58,7 @@ mod tests {
     #[test]
     fn accept_language_picks_the_preferred_supported_language() {
         assert_eq!(Lang::from_accept_language("en-US,en;q=0.9"), Lang::En);
-        assert_eq!(
-            Lang::from_accept_language("fr, en;q=0.5, vi;q=0.8"),
-            Lang::Vi
-        );
+        assert_eq!(Lang::from_accept_language("fr, en;q=0.5, vi;q=0.8"), Lang::Vi);
         assert_eq!(Lang::from_accept_language("de"), Lang::Vi);
         assert_eq!(Lang::from_accept_language(""), Lang::Vi);
         assert_eq!(Lang::from_accept_language("vi;q=0, en"), Lang::En);

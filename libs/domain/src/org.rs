@@ -60,12 +60,7 @@ impl OrgKind {
         Self::ALL
             .into_iter()
             .find(|k| k.as_str() == norm)
-            .ok_or_else(|| {
-                ParseError::new(
-                    ViolationCode::Enum,
-                    format!("unknown organisation kind `{s}`"),
-                )
-            })
+            .ok_or_else(|| ParseError::new(ViolationCode::Enum, format!("unknown organisation kind `{s}`")))
     }
 
     /// The wire code.
@@ -88,16 +83,12 @@ impl OrgKind {
     pub fn may_have_parent(self, parent: Option<OrgKind>) -> bool {
         use OrgKind::*;
         match (self, parent) {
-            (Ministry | MinistryLevelAgency | GovernmentAgency | Province | EtxProvider, None) => {
-                true
-            }
+            (Ministry | MinistryLevelAgency | GovernmentAgency | Province | EtxProvider, None) => true,
             (Department, Some(Ministry | MinistryLevelAgency | GovernmentAgency)) => true,
             (ProvincialDepartment | District, Some(Province)) => true,
             (Commune, Some(Province | District)) => true,
             // A company may be registered under the body that supervises it.
-            (EtxProvider, Some(Ministry | MinistryLevelAgency | GovernmentAgency | Province)) => {
-                true
-            }
+            (EtxProvider, Some(Ministry | MinistryLevelAgency | GovernmentAgency | Province)) => true,
             _ => false,
         }
     }
@@ -287,9 +278,7 @@ impl Organisation {
         if self.valid_to.is_some_and(|end| end <= self.valid_from) {
             return Err(HierarchyError::EmptyValidity);
         }
-        if self.kind == OrgKind::District
-            && self.valid_to.is_none_or(|end| end > district_level_end())
-        {
+        if self.kind == OrgKind::District && self.valid_to.is_none_or(|end| end > district_level_end()) {
             return Err(HierarchyError::DistrictAfterReform);
         }
         if !self.kind.may_have_parent(parent.map(|p| p.kind)) {
@@ -387,10 +376,7 @@ mod tests {
     #[test]
     fn codes_are_normalised_and_checked() {
         assert_eq!(
-            OrgCode::parse(" bo-khcn ")
-                .map(|c| c.to_string())
-                .ok()
-                .as_deref(),
+            OrgCode::parse(" bo-khcn ").map(|c| c.to_string()).ok().as_deref(),
             Some("BO-KHCN")
         );
         for bad in ["", "A", "-AB", "HÀ NỘI", "a b", &"X".repeat(65)] {

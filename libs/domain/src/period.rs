@@ -88,9 +88,7 @@ impl Period {
         let d = match *self {
             Self::Day(d) => Some(d),
             Self::Month { year, month } => NaiveDate::from_ymd_opt(year, month, 1),
-            Self::Quarter { year, quarter } => {
-                NaiveDate::from_ymd_opt(year, (quarter - 1) * 3 + 1, 1)
-            }
+            Self::Quarter { year, quarter } => NaiveDate::from_ymd_opt(year, (quarter - 1) * 3 + 1, 1),
             Self::Year(year) => NaiveDate::from_ymd_opt(year, 1, 1),
         };
         // Every constructor checked its fields, so the date exists.
@@ -168,16 +166,10 @@ mod tests {
     #[test]
     fn every_granularity_parses_and_prints_canonically() {
         for s in ["2026-10-05", "2026-10", "2026-Q3", "2026"] {
-            assert_eq!(
-                Period::parse(s).map(|p| p.to_string()).ok().as_deref(),
-                Some(s)
-            );
+            assert_eq!(Period::parse(s).map(|p| p.to_string()).ok().as_deref(), Some(s));
         }
         assert_eq!(
-            Period::parse("2026-q1")
-                .map(|p| p.to_string())
-                .ok()
-                .as_deref(),
+            Period::parse("2026-q1").map(|p| p.to_string()).ok().as_deref(),
             Some("2026-Q1")
         );
     }

@@ -1,8 +1,8 @@
 //! The record envelope and its provenance (R-DATA-2, R-DATA-3, R-ING-5).
 
 use crate::{
-    Category, Classification, Form, OrgId, ParseError, Period, Priority, ReceiptId, SchemaVersion,
-    SystemId, ViolationCode,
+    Category, Classification, Form, OrgId, ParseError, Period, Priority, ReceiptId, SchemaVersion, SystemId,
+    ViolationCode,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -83,8 +83,8 @@ impl ContentHash {
         }
         let mut out = [0u8; 32];
         for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
-            let pair = std::str::from_utf8(chunk)
-                .map_err(|_| ParseError::new(ViolationCode::Format, "not hex"))?;
+            let pair =
+                std::str::from_utf8(chunk).map_err(|_| ParseError::new(ViolationCode::Format, "not hex"))?;
             out[i] = u8::from_str_radix(pair, 16)
                 .map_err(|_| ParseError::new(ViolationCode::Format, "not hex"))?;
         }

@@ -72,12 +72,7 @@ impl Classification {
     }
 
     /// All accepted values, for documentation and schemas.
-    pub const ALL: [Classification; 4] = [
-        Self::Public,
-        Self::Internal,
-        Self::Confidential,
-        Self::Secret,
-    ];
+    pub const ALL: [Classification; 4] = [Self::Public, Self::Internal, Self::Confidential, Self::Secret];
 }
 
 /// Handling priority (App. I 3.2): high records are processed first in every queue.
@@ -197,20 +192,13 @@ mod tests {
     fn state_secret_labels_are_always_refused() {
         for label in ["state_secret", "Mật", "TỐI MẬT", "tuyet_mat", "top-secret"] {
             let err = Classification::parse(label).err();
-            assert_eq!(
-                err.map(|e| e.code),
-                Some(ViolationCode::StateSecret),
-                "{label}"
-            );
+            assert_eq!(err.map(|e| e.code), Some(ViolationCode::StateSecret), "{label}");
         }
     }
 
     #[test]
     fn known_classifications_parse_and_unknown_ones_do_not() {
-        assert_eq!(
-            Classification::parse("Secret").ok(),
-            Some(Classification::Secret)
-        );
+        assert_eq!(Classification::parse("Secret").ok(), Some(Classification::Secret));
         assert_eq!(
             Classification::parse("top").err().map(|e| e.code),
             Some(ViolationCode::Enum)
