@@ -99,7 +99,7 @@ impl Period {
     pub fn end(&self) -> NaiveDate {
         let next = match *self {
             Self::Day(d) => return d,
-            Self::Month { year, month } if month == 12 => NaiveDate::from_ymd_opt(year + 1, 1, 1),
+            Self::Month { year, month: 12 } => NaiveDate::from_ymd_opt(year + 1, 1, 1),
             Self::Month { year, month } => NaiveDate::from_ymd_opt(year, month + 1, 1),
             Self::Quarter { year, quarter: 4 } => NaiveDate::from_ymd_opt(year + 1, 1, 1),
             Self::Quarter { year, quarter } => NaiveDate::from_ymd_opt(year, quarter * 3 + 1, 1),

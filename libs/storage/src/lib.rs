@@ -1,1 +1,10 @@
-//! etx-storage
+//! Storage glue shared by the services: a sea-orm connection to SQLite (all-in-one) or
+//! PostgreSQL (distributed) chosen by URL, the migration runner, and the transactional outbox
+//! with its relay to the queue (DESIGN.md §1: "a 2xx means durable").
+
+pub mod db;
+pub mod outbox;
+pub mod testing;
+
+pub use db::{Backend, connect, is_unique_violation};
+pub use outbox::{OutboxEntry, OutboxMigration, OutboxRelay, RelayHandle, insert_outbox};

@@ -1,2 +1,257 @@
-//! etxhub: the one binary and composition root.
-fn main() {}
+//! `etxhub`: the one binary of ETX Hub. It runs any set of services (`serve --target`),
+//! onboards data sources, rotates keys and migrates the database.
+#![allow(clippy::print_stdout)]
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use etx_domain::{OrgCode, OrgKind, OrgName, SystemName};
+use etxhub::config::Config;
+use etxhub::{app, openapi, secrets};
+use std::path::PathBuf;
+
+/// ETX Hub — receives, stores and guards data about electronic transactions from ministries,
+/// provinces and e-transaction companies.
+#[derive(Debug, Parser)]
+#[command(name = "etxhub", version, about, long_about = None)]
+struct Cli {
+    /// Data directory (SQLite database, keys, TLS certificate). Default ./data.
+    #[arg(long, global = true, env = "ETX_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Configuration file (default: ./etxhub.toml, then <data-dir>/etxhub.toml, when present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (all services in one process unless --target says otherwise).
+    Serve(ServeArgs),
+    /// Onboard and manage data sources.
+    #[command(subcommand)]
+    Sources(SourcesCmd),
+    /// Manage encryption keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Create or upgrade the database tables, then exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Debug, Args, Default)]
+struct ServeArgs {
+    /// Services to run: `all` or a comma-separated list of gateway, identity, ingestion.
+    #[arg(long, default_value = "all")]
+    target: String,
+    /// Address to listen on (overrides `listen` in the configuration).
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum SourcesCmd {
+    /// Register an organisation (if new) and one of its systems; prints the system's API key once.
+    Add(AddSource),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct AddSource {
+    /// Organisation code, unique (e.g. BO-KHCN, 79, HCM-SKHCN).
+    #[arg(long)]
+    org_code: String,
+    /// Organisation name, with diacritics.
+    #[arg(long)]
+    org_name: String,
+    /// ministry, ministry_level_agency, government_agency, department, province,
+    /// provincial_department, commune or etx_provider.
+    #[arg(long)]
+    org_kind: String,
+    /// Code of the parent organisation, if any.
+    #[arg(long)]
+    parent: Option<String>,
+    /// Name of the connected system.
+    #[arg(long)]
+    system_name: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCmd {
+    /// Create a new data key and re-wrap every stored data key under the active master key.
+    /// Running processes keep working; after re-wrapping, older master keys can be removed
+    /// from the configuration.
+    Rotate,
+    /// Print a new random master key (base64) to put in the configuration.
+    GenerateMaster,
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let json = std::env::var("ETX_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut cfg = Config::load(cli.config.as_deref(), cli.data_dir.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve(ServeArgs {
+        target: "all".into(),
+        listen: None,
+    })) {
+        Command::Serve(args) => {
+            if let Some(l) = args.listen {
+                cfg.listen = l;
+            }
+            serve(cfg, &args.target).await
+        }
+        Command::Sources(SourcesCmd::Add(a)) => add_source(&cfg, a).await,
+        Command::Keys(KeysCmd::Rotate) => rotate_keys(&cfg).await,
+        Command::Keys(KeysCmd::GenerateMaster) => {
+            println!("{}", etx_crypto::MasterKey::generate("new").to_base64());
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = app::open_database(&cfg).await?;
+            etx_identity::migrate(&db).await?;
+            etx_ingestion::migrate(&db).await?;
+            if cfg.queue.kind == "embedded" {
+                etx_queue::EmbeddedQueue::new(db.clone()).migrate().await?;
+            }
+            println!("migrations applied to {}", redact_url(&cfg.database_url()));
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&openapi::document())?);
+            Ok(())
+        }
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+async fn serve(cfg: Config, target: &str) -> anyhow::Result<()> {
+    let targets = app::parse_targets(target)?;
+    let running = app::build(&cfg, &targets).await?;
+    let scheme = if running.tls { "https" } else { "http" };
+    let list: Vec<&str> = targets.iter().map(String::as_str).collect();
+    println!(
+        "ETX Hub {} — services: {}",
+        env!("CARGO_PKG_VERSION"),
+        list.join(", ")
+    );
+    println!("  listening on {scheme}://{}", running.addr);
+    println!(
+        "  data: {} (database {})",
+        cfg.data_dir.display(),
+        redact_url(&cfg.database_url())
+    );
+    if targets.contains("gateway") {
+        println!(
+            "  API: {scheme}://{}/api/v1   OpenAPI: {scheme}://{}/api/v1/openapi.json",
+            running.addr, running.addr
+        );
+        println!("  next: onboard a data source in another terminal:");
+        println!(
+            "    etxhub sources add --data-dir {} --org-code HCM-SKHCN --org-name \"Sở Khoa học và Công nghệ TP. Hồ Chí Minh\" --org-kind provincial_department --parent 79 --system-name \"Cổng dữ liệu\"",
+            cfg.data_dir.display()
+        );
+        println!("    (create the parent first, or drop --parent and use --org-kind province)");
+    }
+    running.server.await.context("server stopped with an error")?;
+    tracing::info!("HTTP server stopped; draining the outbox");
+    if let Some((handle, task)) = running.relay {
+        handle.stop();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(cfg.shutdown.timeout_secs), task).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn add_source(cfg: &Config, a: AddSource) -> anyhow::Result<()> {
+    let parse_err = |what: &str, e: etx_domain::ParseError| anyhow::anyhow!("invalid {what}: {}", e.detail);
+    let req = etx_identity_core::NewSource {
+        org_code: OrgCode::parse(&a.org_code).map_err(|e| parse_err("--org-code", e))?,
+        org_name: OrgName::parse(&a.org_name).map_err(|e| parse_err("--org-name", e))?,
+        org_kind: OrgKind::parse(&a.org_kind).map_err(|e| parse_err("--org-kind", e))?,
+        parent: a
+            .parent
+            .as_deref()
+            .map(OrgCode::parse)
+            .transpose()
+            .map_err(|e| parse_err("--parent", e))?,
+        valid_from: None,
+        system_name: SystemName::parse(&a.system_name).map_err(|e| parse_err("--system-name", e))?,
+    };
+    let out = etxhub::onboard(cfg, req).await?;
+    match a.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({"org_id": out.org_id, "system_id": out.system_id, "key_id": out.key_id, "api_key": out.api_key, "org_created": out.org_created})
+        ),
+        Output::Text => {
+            println!(
+                "organisation: {} ({})",
+                out.org_id,
+                if out.org_created { "created" } else { "existing" }
+            );
+            println!("system:       {}", out.system_id);
+            println!("API key:      {}", out.api_key);
+            println!("Store the API key now: it is shown only once. Send it as the X-API-Key header.");
+        }
+    }
+    Ok(())
+}
+
+async fn rotate_keys(cfg: &Config) -> anyhow::Result<()> {
+    let secrets = secrets::Secrets::load(cfg)?;
+    let db = app::open_database(cfg).await?;
+    etx_ingestion::migrate(&db).await?;
+    let ring = std::sync::Arc::new(etx_crypto::KeyRing::new(
+        secrets.master.clone(),
+        secrets.previous.clone(),
+    ));
+    let keys = etx_ingestion::KeyManager::new(db, ring);
+    let rewrapped = keys.rewrap_all().await?;
+    let new = keys.rotate().await?;
+    println!(
+        "re-wrapped {rewrapped} data key(s) under master key {}",
+        secrets.master.id()
+    );
+    println!("new data key {new} created; running processes create their own on restart");
+    Ok(())
+}

@@ -1,1 +1,10 @@
-//! etx-gateway
+//! The API gateway (R-SEC-1, R-SEC-4): TLS termination, API-key authentication of every
+//! `/api/**` call, and routing to the services — in-process in all-in-one, over HTTP with a
+//! signed principal in distributed mode.
+
+pub mod auth;
+pub mod proxy;
+pub mod tls;
+
+pub use auth::{IdentityHandle, authenticate};
+pub use proxy::{Proxy, forward};

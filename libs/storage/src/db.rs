@@ -1,0 +1,62 @@
+//! Connecting to the database named by a URL: `sqlite://PATH` (created if missing, WAL,
+//! `synchronous=FULL` so a commit survives power loss) or `postgres://…`.
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use std::time::Duration;
+
+/// Which engine a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file (all-in-one).
+    Sqlite,
+    /// PostgreSQL (distributed).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a URL names, or an error for anything else.
+    pub fn of_url(url: &str) -> Result<Self, DbErr> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(DbErr::Custom(
+                "database URL must start with sqlite: or postgres://".into(),
+            ))
+        }
+    }
+}
+
+/// Opens a pool. `max_connections` applies to PostgreSQL; SQLite gets a small pool (one writer
+/// at a time is SQLite's rule anyway; readers proceed in parallel under WAL).
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let backend = Backend::of_url(url)?;
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10));
+    match backend {
+        Backend::Sqlite => {
+            opts.max_connections(max_connections.clamp(1, 8))
+                .min_connections(1);
+            opts.map_sqlx_sqlite_opts(|o| {
+                o.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        }
+        Backend::Postgres => {
+            opts.max_connections(max_connections.max(1)).min_connections(1);
+        }
+    }
+    Database::connect(opts).await
+}
+
+/// Whether a database error is a unique-constraint violation (both engines).
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}

@@ -1,0 +1,246 @@
+//! The composition root (STYLE.md habit 8): reads the configuration, builds the adapters the
+//! chosen targets need, mounts the modules and serves them — the same code path for
+//! all-in-one and for one process per service (DESIGN.md §2).
+
+use crate::config::Config;
+use crate::health::{self, Readiness};
+use crate::secrets::Secrets;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use etx_crypto::{ApiKeyHasher, KeyRing, KeyedHasher};
+use etx_gateway::{IdentityHandle, Proxy};
+use etx_gateway_core::Upstream;
+use etx_http_kit::PrincipalSigner;
+use etx_identity::AppIdentity;
+use etx_identity::client::HttpIdentityClient;
+use etx_ingestion::{AppIngestion, IngestionSettings};
+use etx_ingestion_core::Limits;
+use etx_queue::Queue;
+use etx_storage::{OutboxRelay, RelayHandle};
+use sea_orm::DatabaseConnection;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The services a process can run.
+pub const TARGETS: [&str; 3] = ["gateway", "identity", "ingestion"];
+
+/// Parses `--target` (`all` or a comma-separated list).
+pub fn parse_targets(s: &str) -> anyhow::Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for t in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if t == "all" {
+            out.extend(TARGETS.iter().map(|t| (*t).to_owned()));
+        } else if TARGETS.contains(&t) {
+            out.insert(t.to_owned());
+        } else {
+            anyhow::bail!("unknown target `{t}`; known: all, {}", TARGETS.join(", "));
+        }
+    }
+    anyhow::ensure!(!out.is_empty(), "no target given");
+    Ok(out)
+}
+
+/// Opens the database and runs the migrations of the given targets.
+pub async fn open_database(cfg: &Config) -> anyhow::Result<DatabaseConnection> {
+    if cfg.is_sqlite() {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
+    }
+    etx_storage::connect(&cfg.database_url(), cfg.database.max_connections)
+        .await
+        .with_context(|| "cannot open the database (check database.url)".to_owned())
+}
+
+/// Builds the queue named by the configuration.
+pub async fn open_queue(cfg: &Config, db: &DatabaseConnection) -> anyhow::Result<Arc<dyn Queue>> {
+    Ok(match cfg.queue.kind.as_str() {
+        "redis" => Arc::new(
+            etx_queue::RedisQueue::connect(cfg.queue.redis_url.expose(), &cfg.queue.key_prefix)
+                .context("cannot set up the Redis queue")?,
+        ),
+        _ => {
+            let q = etx_queue::EmbeddedQueue::new(db.clone());
+            q.migrate().await.context("cannot prepare the embedded queue")?;
+            Arc::new(q)
+        }
+    })
+}
+
+/// A running process: its server future and what to stop afterwards.
+#[allow(missing_debug_implementations)]
+pub struct Running {
+    /// The HTTP server.
+    pub server: actix_web::dev::Server,
+    /// The outbox relay, when this process runs ingestion.
+    pub relay: Option<(RelayHandle, tokio::task::JoinHandle<()>)>,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// Whether it serves HTTPS.
+    pub tls: bool,
+}
+
+/// Builds and binds everything for `targets`.
+pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<Running> {
+    let secrets = Secrets::load(cfg)?;
+    let db = open_database(cfg).await?;
+    let signer = PrincipalSigner::new(
+        &secrets.internal_secret,
+        Duration::from_secs(cfg.security.principal_ttl_secs),
+    );
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(256)
+        .build()
+        .context("HTTP client")?;
+    let mut readiness = Readiness::default();
+    readiness.add_database(db.clone());
+
+    let identity = if targets.contains("identity") {
+        let hasher = Arc::new(ApiKeyHasher::new(&secrets.hmac_key));
+        Some(web::Data::new(AppIdentity::build(db.clone(), hasher).await?))
+    } else {
+        None
+    };
+
+    let mut relay = None;
+    let ingestion = if targets.contains("ingestion") {
+        let queue = open_queue(cfg, &db).await?;
+        readiness.add_queue(queue.clone());
+        // The relay reads the outbox table, so ingestion's migrations run first.
+        etx_ingestion::migrate(&db).await?;
+        let (handle, task) = OutboxRelay::new(db.clone(), queue).spawn(Duration::from_millis(200));
+        let ring = Arc::new(KeyRing::new(secrets.master.clone(), secrets.previous.clone()));
+        let hasher = Arc::new(KeyedHasher::new(&secrets.hmac_key));
+        let writers = match cfg.ingestion.writers {
+            0 if cfg.is_sqlite() => 1,
+            0 => 4,
+            n => n,
+        };
+        let settings = IngestionSettings {
+            writers,
+            limits: Limits {
+                max_records: cfg.limits.max_records,
+            },
+        };
+        let app = AppIngestion::build(db.clone(), ring, hasher, Some(handle.clone()), settings).await?;
+        relay = Some((handle, task));
+        Some(web::Data::new(app))
+    } else {
+        None
+    };
+
+    let gateway = targets.contains("gateway");
+    let identity_client: Option<web::Data<IdentityHandle>> = if gateway {
+        Some(web::Data::new(match &identity {
+            Some(id) => id.service.clone() as IdentityHandle,
+            None => {
+                anyhow::ensure!(
+                    !cfg.upstreams.identity.is_empty(),
+                    "the gateway needs upstreams.identity when identity runs elsewhere"
+                );
+                Arc::new(HttpIdentityClient::new(
+                    &cfg.upstreams.identity,
+                    http.clone(),
+                    signer.clone(),
+                )) as IdentityHandle
+            }
+        }))
+    } else {
+        None
+    };
+    let mut remote = HashMap::new();
+    if gateway {
+        if identity.is_none() {
+            remote.insert(Upstream::Identity, cfg.upstreams.identity.clone());
+        }
+        if ingestion.is_none() {
+            anyhow::ensure!(
+                !cfg.upstreams.ingestion.is_empty(),
+                "the gateway needs upstreams.ingestion when ingestion runs elsewhere"
+            );
+            remote.insert(Upstream::Ingestion, cfg.upstreams.ingestion.clone());
+        }
+    }
+    let proxy = web::Data::new(Proxy::new(remote.clone(), http.clone(), signer.clone()));
+    let has_remote = !remote.is_empty();
+    let openapi = web::Data::new(crate::openapi::document());
+    let readiness = web::Data::new(readiness);
+    let signer_data = web::Data::new(signer.clone());
+    let limit = cfg.limits.max_body_bytes;
+
+    let factory = move || {
+        let mut api = web::scope("/api/v1");
+        if let Some(id) = &identity {
+            api = api
+                .app_data(id.clone())
+                .configure(etx_identity::http::public_routes);
+        }
+        if let Some(ing) = &ingestion {
+            api = api.app_data(ing.clone()).configure(etx_ingestion::http::routes);
+        }
+        if has_remote {
+            api = api.default_service(web::to(etx_gateway::forward));
+        }
+        let mut app = App::new()
+            .app_data(signer_data.clone())
+            .app_data(readiness.clone())
+            .app_data(proxy.clone())
+            .app_data(etx_http_kit::json_config(limit))
+            .app_data(etx_http_kit::payload_config(limit))
+            .app_data(etx_http_kit::path_config())
+            .app_data(etx_http_kit::query_config())
+            .route("/healthz", web::get().to(health::healthz))
+            .route("/readyz", web::get().to(health::readyz))
+            .route("/api/v1/openapi.json", web::get().to(serve_openapi))
+            .app_data(openapi.clone());
+        if let Some(idc) = &identity_client {
+            app = app.app_data(idc.clone());
+            app = app.service(api.wrap(from_fn(etx_gateway::authenticate)));
+        } else {
+            app = app.service(api);
+        }
+        if let Some(id) = &identity {
+            app = app.service(
+                web::scope("/internal/v1")
+                    .app_data(id.clone())
+                    .configure(etx_identity::http::internal_routes),
+            );
+        }
+        app.default_service(web::to(etx_http_kit::not_found_handler))
+            .wrap(from_fn(etx_http_kit::standard))
+    };
+
+    let listener = std::net::TcpListener::bind(&cfg.listen)
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let server = HttpServer::new(factory)
+        .shutdown_timeout(cfg.shutdown.timeout_secs)
+        .client_request_timeout(Duration::from_secs(30))
+        .backlog(4096)
+        .max_connection_rate(1024);
+    let server = if gateway {
+        let files = etx_gateway::tls::resolve(
+            &cfg.data_dir,
+            (!cfg.tls.cert.is_empty()).then(|| std::path::Path::new(&cfg.tls.cert)),
+            (!cfg.tls.key.is_empty()).then(|| std::path::Path::new(&cfg.tls.key)),
+            &cfg.tls.hosts,
+        )?;
+        let tls = etx_gateway::tls::server_config(&files)?;
+        server.listen_rustls_0_23(listener, tls)?.run()
+    } else {
+        server.listen(listener)?.run()
+    };
+    Ok(Running {
+        server,
+        relay,
+        addr,
+        tls: gateway,
+    })
+}
+
+async fn serve_openapi(doc: web::Data<serde_json::Value>) -> HttpResponse {
+    HttpResponse::Ok().json(doc.get_ref())
+}

@@ -1,0 +1,240 @@
+//! Configuration in layers (STYLE.md habit 9): embedded defaults → `etxhub.toml` → `ETX__…`
+//! environment variables (e.g. `ETX__DATABASE__URL`). Secrets never print: their `Debug` is
+//! redacted.
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A secret string: never printed.
+#[derive(Clone, Default, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "[redacted]" })
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Config {
+    /// Data directory (SQLite database, keys, TLS files).
+    pub data_dir: PathBuf,
+    /// Listen address.
+    pub listen: String,
+    /// Database.
+    pub database: DatabaseCfg,
+    /// Queue.
+    pub queue: QueueCfg,
+    /// TLS.
+    pub tls: TlsCfg,
+    /// Keys and secrets.
+    pub security: SecurityCfg,
+    /// Request limits.
+    pub limits: LimitsCfg,
+    /// Ingestion tuning.
+    pub ingestion: IngestionCfg,
+    /// Services in other processes.
+    pub upstreams: UpstreamsCfg,
+    /// Shutdown.
+    pub shutdown: ShutdownCfg,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct DatabaseCfg {
+    /// URL; empty = SQLite in the data dir.
+    pub url: Secret,
+    /// Pool size (PostgreSQL).
+    pub max_connections: u32,
+}
+
+/// `[queue]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct QueueCfg {
+    /// `embedded` or `redis`.
+    pub kind: String,
+    /// Redis URL.
+    pub redis_url: Secret,
+    /// Prefix of every Redis key.
+    pub key_prefix: String,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct TlsCfg {
+    /// Certificate chain (PEM).
+    pub cert: String,
+    /// Private key (PEM).
+    pub key: String,
+    /// Extra host names for the self-signed certificate.
+    pub hosts: Vec<String>,
+}
+
+/// An older master key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct PreviousKey {
+    /// Its id.
+    pub id: String,
+    /// Base64 of 32 bytes.
+    pub key: Secret,
+}
+
+/// `[security]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SecurityCfg {
+    /// Active master key (base64).
+    pub master_key: Secret,
+    /// Its id.
+    pub master_key_id: String,
+    /// Older master keys.
+    pub previous_master_keys: Vec<PreviousKey>,
+    /// Keyed-hash key (base64).
+    pub hmac_key: Secret,
+    /// Principal-signing secret (base64).
+    pub internal_secret: Secret,
+    /// Principal lifetime.
+    pub principal_ttl_secs: u64,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct LimitsCfg {
+    /// Largest body.
+    pub max_body_bytes: usize,
+    /// Most records per real-time submission.
+    pub max_records: usize,
+}
+
+/// `[ingestion]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct IngestionCfg {
+    /// Group-commit writers (0 = auto).
+    pub writers: usize,
+}
+
+/// `[upstreams]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct UpstreamsCfg {
+    /// Identity base URL.
+    pub identity: String,
+    /// Ingestion base URL.
+    pub ingestion: String,
+}
+
+/// `[shutdown]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ShutdownCfg {
+    /// Seconds.
+    pub timeout_secs: u64,
+}
+
+const DEFAULTS: &str = include_str!("defaults.toml");
+
+impl Config {
+    /// Loads the layers. `file` is `--config`; otherwise `etxhub.toml` in the working
+    /// directory and then in the data directory are read when present. `data_dir` (the
+    /// `--data-dir` flag) overrides everything.
+    pub fn load(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Toml::string(DEFAULTS));
+        match file {
+            Some(f) => {
+                anyhow::ensure!(f.exists(), "configuration file {} does not exist", f.display());
+                fig = fig.merge(Toml::file(f));
+            }
+            None => fig = fig.merge(Toml::file("etxhub.toml")),
+        }
+        fig = fig.merge(Env::prefixed("ETX__").split("__"));
+        if let Some(d) = data_dir {
+            fig = fig.merge(Serialized::default("data_dir", d));
+        }
+        let mut cfg: Config = fig.extract().context("invalid configuration")?;
+        if file.is_none() {
+            let in_data = cfg.data_dir.join("etxhub.toml");
+            if in_data.exists() {
+                let mut fig = Figment::from(Toml::string(DEFAULTS))
+                    .merge(Toml::file("etxhub.toml"))
+                    .merge(Toml::file(&in_data));
+                fig = fig.merge(Env::prefixed("ETX__").split("__"));
+                if let Some(d) = data_dir {
+                    fig = fig.merge(Serialized::default("data_dir", d));
+                }
+                cfg = fig.extract().context("invalid configuration")?;
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            matches!(self.queue.kind.as_str(), "embedded" | "redis"),
+            "queue.kind must be embedded or redis"
+        );
+        anyhow::ensure!(
+            self.limits.max_body_bytes >= 1024,
+            "limits.max_body_bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.limits.max_records),
+            "limits.max_records must be 1..=10000"
+        );
+        anyhow::ensure!(
+            self.security.principal_ttl_secs >= 1,
+            "security.principal_ttl_secs must be positive"
+        );
+        Ok(())
+    }
+
+    /// The database URL (SQLite in the data dir when unset).
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}?mode=rwc", self.data_dir.join("etxhub.db").display())
+        } else {
+            self.database.url.expose().to_owned()
+        }
+    }
+
+    /// Whether the database is SQLite (all-in-one).
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url().starts_with("sqlite:")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_load_and_secrets_do_not_print() {
+        let dir = std::env::temp_dir().join("etx-config-test-none");
+        let cfg = Config::load(None, Some(&dir)).unwrap();
+        assert_eq!(cfg.data_dir, dir);
+        assert!(cfg.database_url().starts_with("sqlite://"));
+        let with_secret = Secret("postgres://u:hunter2@h/db".into());
+        assert!(!format!("{with_secret:?}").contains("hunter2"));
+    }
+}

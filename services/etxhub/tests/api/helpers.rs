@@ -1,0 +1,175 @@
+//! Spawns the whole application (gateway + identity + ingestion) on port 0 over real TLS,
+//! with a fresh database per test: SQLite + embedded queue, or PostgreSQL + Redis Streams.
+
+use etx_domain::{OrgCode, OrgKind, OrgName, SystemName};
+use etx_identity_core::NewSource;
+use etx_storage::testing::{TestDb, redis_url};
+use etxhub::config::Config;
+use sea_orm::{ConnectionTrait, Statement};
+
+/// A running app for one test.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub cfg: Config,
+    pub db: TestDb,
+    /// API key of the first source (organisation A).
+    pub key_a: String,
+    /// API key of another organisation (B).
+    pub key_b: String,
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl TestApp {
+    pub async fn spawn(backend: &'static str) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: &'static str, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        install_crypto();
+        let data_dir = std::env::temp_dir().join(format!("etx-api-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let db = TestDb::of(backend).await;
+        let mut cfg = Config::load(None, Some(&data_dir)).unwrap();
+        cfg.listen = "127.0.0.1:0".into();
+        cfg.shutdown.timeout_secs = 1;
+        if backend == "postgres" {
+            cfg.database.url = db.url.clone().into();
+            cfg.queue.kind = "redis".into();
+            cfg.queue.redis_url = redis_url().into();
+            cfg.queue.key_prefix = format!("etxtest:{}:", uuid::Uuid::now_v7().simple());
+            cfg.security.master_key = etx_crypto::MasterKey::generate("t").to_base64().into();
+            cfg.security.master_key_id = "mk-test".into();
+            cfg.security.hmac_key = etx_crypto::MasterKey::generate("t").to_base64().into();
+            cfg.security.internal_secret = etx_crypto::MasterKey::generate("t").to_base64().into();
+        }
+        tweak(&mut cfg);
+        let targets = etxhub::app::parse_targets("all").unwrap();
+        let running = etxhub::app::build(&cfg, &targets).await.unwrap();
+        let addr = running.addr;
+        tokio::spawn(running.server);
+        let pem = std::fs::read(data_dir.join("tls/cert.pem")).unwrap();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .build()
+            .unwrap();
+        let key_a = onboard(&cfg, "SO-KHCN-HCM", "Sở Khoa học và Công nghệ TP. Hồ Chí Minh").await;
+        let key_b = onboard(&cfg, "SO-KHCN-HN", "Sở Khoa học và Công nghệ Hà Nội").await;
+        TestApp {
+            base: format!("https://127.0.0.1:{}", addr.port()),
+            client,
+            cfg,
+            db,
+            key_a,
+            key_b,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// POSTs a JSON value as the first source.
+    pub async fn submit_json(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/records"))
+            .header("x-api-key", &self.key_a)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// POSTs raw bytes with a content type as the first source.
+    pub async fn submit_raw(&self, content_type: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/records"))
+            .header("x-api-key", &self.key_a)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Counts rows of a table in the app's database.
+    pub async fn count(&self, table: &str) -> i64 {
+        let db = self.db_conn().await;
+        let backend = db.get_database_backend();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                backend,
+                format!("SELECT COUNT(*) AS n FROM {table}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    }
+
+    pub async fn db_conn(&self) -> sea_orm::DatabaseConnection {
+        etx_storage::connect(&self.cfg.database_url(), 2).await.unwrap()
+    }
+}
+
+pub async fn onboard(cfg: &Config, code: &str, name: &str) -> String {
+    let req = NewSource {
+        org_code: OrgCode::parse(code).unwrap(),
+        org_name: OrgName::parse(name).unwrap(),
+        org_kind: OrgKind::Province,
+        parent: None,
+        valid_from: None,
+        system_name: SystemName::parse("Cổng dữ liệu giao dịch điện tử").unwrap(),
+    };
+    etxhub::onboard(cfg, req).await.unwrap().api_key
+}
+
+/// A valid statistics record.
+pub fn stats_record(value: f64, key: Option<&str>) -> serde_json::Value {
+    let mut r = serde_json::json!({
+        "category": "statistics",
+        "schema_version": "1",
+        "period": "2026-10",
+        "classification": "internal",
+        "priority": "normal",
+        "form": "raw",
+        "payload": {
+            "indicator": "transaction_count",
+            "transaction_kind": "e_invoice",
+            "value": value,
+            "unit": "count",
+            "dimensions": {"province_code": "79"},
+            "note": "Số liệu hóa đơn điện tử tháng 10 — Thành phố Hồ Chí Minh"
+        }
+    });
+    if let Some(k) = key {
+        r["idempotency_key"] = serde_json::json!(k);
+    }
+    r
+}
+
+/// Generates one test per backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::helpers::TestApp::spawn("sqlite").await;
+                ($body)(app).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let app = $crate::helpers::TestApp::spawn("postgres").await;
+                let db = app.db.clone();
+                ($body)(app).await;
+                let _ = db.cleanup().await;
+            }
+        }
+    };
+}

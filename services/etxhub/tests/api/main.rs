@@ -1,0 +1,8 @@
+//! API tests of the whole application over HTTPS, each against both backends
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! (R-ING-1..5, R-SEC-1, R-SEC-3, R-SRC-2, R-I18N).
+
+mod helpers;
+mod ingestion;
+mod platform;
+mod security;

@@ -1,0 +1,73 @@
+//! Authentication of every `/api/**` call (R-SEC-1): the API key is read from the headers,
+//! checked by identity (in-process or over HTTP), and the caller becomes a [`Principal`] that
+//! the services trust. A principal header sent by a client is always removed first, so nobody
+//! can forge one from outside.
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, ResponseError, web};
+use etx_domain::ErrorCode;
+use etx_gateway_core::{CredentialError, credential};
+use etx_http_kit::{ApiError, PRINCIPAL_HEADER, Principal};
+use etx_identity_core::{AuthError, IdentityApi};
+use std::sync::Arc;
+
+/// The identity client the gateway authenticates with, as app data.
+pub type IdentityHandle = Arc<dyn IdentityApi>;
+
+fn refuse<B: MessageBody>(req: ServiceRequest, err: ApiError) -> ServiceResponse<EitherBody<B>> {
+    let resp = err.error_response();
+    req.into_response(resp).map_into_right_body()
+}
+
+/// Middleware (use with `actix_web::middleware::from_fn`) authenticating the request.
+pub async fn authenticate<B: MessageBody + 'static>(
+    mut req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    req.headers_mut().remove(PRINCIPAL_HEADER);
+    let Some(identity) = req.app_data::<web::Data<IdentityHandle>>().cloned() else {
+        return Ok(refuse(
+            req,
+            ApiError::internal("gateway has no identity client configured"),
+        ));
+    };
+    let headers = req.headers();
+    let presented = match credential(
+        headers.get("x-api-key").map(|v| v.as_bytes()),
+        headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
+    ) {
+        Ok(k) => k.to_owned(),
+        Err(CredentialError::Missing) => {
+            return Ok(refuse(req, ApiError::new(ErrorCode::MissingCredentials)));
+        }
+        Err(CredentialError::Malformed) => {
+            return Ok(refuse(req, ApiError::new(ErrorCode::InvalidCredentials)));
+        }
+    };
+    let caller = match identity.authenticate_api_key(&presented).await {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e {
+                AuthError::Missing => ErrorCode::MissingCredentials,
+                AuthError::Invalid => ErrorCode::InvalidCredentials,
+                AuthError::Revoked => ErrorCode::RevokedCredentials,
+                AuthError::Unavailable => ErrorCode::ServiceUnavailable,
+            };
+            tracing::info!(reason = %e, path = %req.path(), "request refused at the gateway");
+            return Ok(refuse(req, ApiError::new(code)));
+        }
+    };
+    let principal = Principal {
+        org_id: caller.org_id,
+        system_id: Some(caller.system_id),
+        key_id: Some(caller.key_id),
+        subject: format!("system:{}", caller.system_id),
+        roles: caller.roles,
+        client_ip: req.peer_addr().map(|a| a.ip().to_string()),
+    };
+    req.extensions_mut().insert(principal);
+    next.call(req).await.map(ServiceResponse::map_into_left_body)
+}

@@ -1,0 +1,67 @@
+//! The HTTP client of identity's internal API, implementing [`IdentityApi`] for a gateway
+//! that runs in another process (distributed mode).
+
+use crate::http::{AuthenticateIn, AuthenticateOut};
+use etx_http_kit::{PRINCIPAL_HEADER, Principal, PrincipalSigner};
+use etx_identity_core::{AuthError, Caller, IdentityApi};
+
+/// Calls identity over HTTP, presenting a principal signed as the gateway.
+#[derive(Debug, Clone)]
+pub struct HttpIdentityClient {
+    base: String,
+    http: reqwest::Client,
+    signer: PrincipalSigner,
+}
+
+impl HttpIdentityClient {
+    /// A client of the identity service at `base` (e.g. `http://10.0.0.5:8081`).
+    pub fn new(base: &str, http: reqwest::Client, signer: PrincipalSigner) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+            signer,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl IdentityApi for HttpIdentityClient {
+    async fn authenticate_api_key(&self, presented: &str) -> Result<Caller, AuthError> {
+        if presented.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let me = Principal {
+            org_id: etx_domain::OrgId::from_uuid(uuid::Uuid::nil()),
+            system_id: None,
+            key_id: None,
+            subject: "service:gateway".into(),
+            roles: vec!["service".into()],
+            client_ip: None,
+        };
+        let resp = self
+            .http
+            .post(format!("{}/internal/v1/authenticate", self.base))
+            .header(PRINCIPAL_HEADER, self.signer.sign(&me))
+            .json(&AuthenticateIn {
+                api_key: presented.to_owned(),
+            })
+            .send()
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "identity unreachable");
+                AuthError::Unavailable
+            })?;
+        if !resp.status().is_success() {
+            tracing::warn!(status = %resp.status(), "identity refused the authentication call");
+            return Err(AuthError::Unavailable);
+        }
+        match resp.json::<AuthenticateOut>().await {
+            Ok(AuthenticateOut::Ok { caller }) => Ok(caller),
+            Ok(AuthenticateOut::Refused { reason }) => Err(reason),
+            Err(e) => {
+                tracing::warn!(error = %e, "identity answered an unreadable body");
+                Err(AuthError::Unavailable)
+            }
+        }
+    }
+}

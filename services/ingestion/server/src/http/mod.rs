@@ -1,0 +1,268 @@
+//! Ingestion's HTTP API (R-ING-1 real-time, R-ING-3 JSON and XML, R-ING-4, R-ING-5):
+//! `POST /api/v1/records`, `GET /api/v1/records/{id}`, `GET /api/v1/receipts/{id}`, and the
+//! published schemas. Handlers are thin: decode, call one use case, encode.
+
+pub mod dto;
+
+use crate::AppIngestion;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use dto::{ReceiptOut, RecordOut, SchemaListOut};
+use etx_domain::{
+    Category, ErrorCode, FieldViolation, IdempotencyKey, ReceiptId, RecordId, SchemaVersion, ViolationCode,
+};
+use etx_http_kit::{ApiError, Principal};
+use etx_ingestion_core::xml::{self, XmlError};
+use etx_ingestion_core::{IngestError, SourceCaller, SubmitOutcome};
+use uuid::Uuid;
+
+/// The body formats the endpoint speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyFormat {
+    Json,
+    Xml,
+}
+
+fn body_format(req: &HttpRequest) -> Result<BodyFormat, ApiError> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match ct.as_str() {
+        "application/json" => Ok(BodyFormat::Json),
+        "application/xml" | "text/xml" => Ok(BodyFormat::Xml),
+        s if s.starts_with("application/") && s.ends_with("+json") => Ok(BodyFormat::Json),
+        s if s.starts_with("application/") && s.ends_with("+xml") => Ok(BodyFormat::Xml),
+        _ => Err(ApiError::new(ErrorCode::UnsupportedMediaType)
+            .with_detail("use Content-Type: application/json or application/xml")),
+    }
+}
+
+fn wants_xml(req: &HttpRequest, format: BodyFormat) -> bool {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("json") {
+        return false;
+    }
+    accept.contains("xml") || format == BodyFormat::Xml
+}
+
+fn source(p: &Principal) -> Result<SourceCaller, ApiError> {
+    let system_id = p.system_id.ok_or_else(|| {
+        ApiError::new(ErrorCode::Forbidden).with_detail("only a connected system may submit records")
+    })?;
+    Ok(SourceCaller {
+        org_id: p.org_id,
+        system_id,
+        key_id: p.key_id,
+    })
+}
+
+/// Maps a use-case error to the catalogue.
+pub fn api_error(e: IngestError) -> ApiError {
+    let code = e.code();
+    match e {
+        IngestError::Invalid(v) | IngestError::StateSecret(v) => ApiError::new(code).with_violations(v),
+        IngestError::BatchSize { count, max } => {
+            ApiError::new(code).with_detail(format!("{count} records submitted; allowed 1 to {max}"))
+        }
+        IngestError::Unknown(e) => ApiError::internal(e),
+        IngestError::Unavailable(_) | IngestError::Conflict => ApiError::new(code),
+    }
+}
+
+fn xml_error(e: XmlError) -> ApiError {
+    match e {
+        XmlError::DtdForbidden => ApiError::new(ErrorCode::XmlDtdForbidden),
+        XmlError::TooLarge => ApiError::new(ErrorCode::PayloadTooLarge).with_detail(e.to_string()),
+        XmlError::TooDeep => ApiError::new(ErrorCode::MalformedXml).with_detail(e.to_string()),
+        XmlError::Malformed { .. } => ApiError::new(ErrorCode::MalformedXml).with_detail(e.to_string()),
+    }
+}
+
+/// Submits one record or an array of up to 1,000 (R-ING-1). Answers `202` with a receipt only
+/// after the records are durably committed, encrypted.
+#[utoipa::path(post, path = "/api/v1/records", tag = "ingestion",
+    request_body(content = dto::RecordIn, description = "One record, or an array of up to 1,000, as application/json or application/xml", content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the submission idempotent (R-ING-5)")),
+    responses(
+        (status = 202, description = "Durably received", body = ReceiptOut),
+        (status = 400, description = "Malformed body or too many records", content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or revoked API key", content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency key reused with different content", content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", content_type = "application/problem+json"),
+        (status = 415, description = "Unsupported content type", content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed or state secret", content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn submit_records(
+    app: web::Data<AppIngestion>,
+    p: Principal,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let caller = source(&p)?;
+    let format = body_format(&req)?;
+    let header_key = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| IdempotencyKey::parse(s).ok())
+                .ok_or_else(|| {
+                    ApiError::new(ErrorCode::ValidationFailed).with_violations(vec![
+                        FieldViolation::new("header:Idempotency-Key", ViolationCode::Format)
+                            .with_detail("1-128 visible ASCII characters"),
+                    ])
+                })?,
+        ),
+    };
+    let (items, single) = match format {
+        BodyFormat::Json => {
+            let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::new(ErrorCode::MalformedJson).with_detail(format!(
+                    "line {}, column {}",
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+            match v {
+                serde_json::Value::Array(items) => (items, false),
+                obj @ serde_json::Value::Object(_) => (vec![obj], true),
+                _ => {
+                    return Err(ApiError::new(ErrorCode::ValidationFailed).with_violations(vec![
+                        FieldViolation::new("", ViolationCode::Type)
+                            .with_detail("expected a record object or an array of records"),
+                    ]));
+                }
+            }
+        }
+        BodyFormat::Xml => {
+            let parsed = xml::parse_records(app.service.schemas(), &body).map_err(xml_error)?;
+            (parsed.items, parsed.single)
+        }
+    };
+    let outcome = app
+        .service
+        .submit(caller, items, single, header_key)
+        .await
+        .map_err(api_error)?;
+    let replayed = matches!(outcome, SubmitOutcome::Replayed(_));
+    let out = ReceiptOut::from_receipt(outcome.receipt(), replayed);
+    let mut resp = HttpResponse::Accepted();
+    resp.insert_header((header::LOCATION, format!("/api/v1/receipts/{}", out.receipt_id)));
+    if replayed {
+        resp.insert_header(("idempotent-replayed", HeaderValue::from_static("true")));
+    }
+    if wants_xml(&req, format) {
+        return Ok(resp
+            .content_type("application/xml; charset=utf-8")
+            .body(out.to_xml()));
+    }
+    Ok(resp.json(out))
+}
+
+/// Reads back one of the caller's records, decrypted (R-DATA-3 provenance included).
+/// Another organisation's record is `404`.
+#[utoipa::path(get, path = "/api/v1/records/{id}", tag = "ingestion",
+    params(("id" = Uuid, Path, description = "record id")),
+    responses((status = 200, body = RecordOut), (status = 404, description = "not found", content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn get_record(
+    app: web::Data<AppIngestion>,
+    p: Principal,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let rec = app
+        .service
+        .record(p.org_id, RecordId::from_uuid(path.into_inner()))
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(HttpResponse::Ok().json(RecordOut::from(rec)))
+}
+
+/// Reads back one of the caller's receipts. Another organisation's receipt is `404`.
+#[utoipa::path(get, path = "/api/v1/receipts/{id}", tag = "ingestion",
+    params(("id" = Uuid, Path, description = "receipt id")),
+    responses((status = 200, body = ReceiptOut), (status = 404, description = "not found", content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn get_receipt(
+    app: web::Data<AppIngestion>,
+    p: Principal,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let r = app
+        .service
+        .receipt(p.org_id, ReceiptId::from_uuid(path.into_inner()))
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(HttpResponse::Ok().json(ReceiptOut::from_receipt(&r, false)))
+}
+
+/// Lists the categories and their schema versions.
+#[utoipa::path(get, path = "/api/v1/schemas", tag = "schemas",
+    responses((status = 200, body = SchemaListOut)), security(("api_key" = [])))]
+pub async fn list_schemas(app: web::Data<AppIngestion>, _p: Principal) -> HttpResponse {
+    HttpResponse::Ok().json(SchemaListOut::from_registry(app.service.schemas()))
+}
+
+/// The JSON Schema of a category version.
+#[utoipa::path(get, path = "/api/v1/schemas/{category}/{version}", tag = "schemas",
+    params(("category" = String, Path, description = "policy, statistics, workforce or enforcement"),
+           ("version" = String, Path, description = "schema version, e.g. 1")),
+    responses((status = 200, description = "JSON Schema (draft 2020-12)", content_type = "application/schema+json"),
+              (status = 404, description = "no such schema", content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn get_schema(
+    app: web::Data<AppIngestion>,
+    _p: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (c, v) = path.into_inner();
+    let category = Category::parse(&c).map_err(|_| ApiError::not_found())?;
+    let version = SchemaVersion::parse(&v).map_err(|_| ApiError::not_found())?;
+    let schema = app
+        .service
+        .schemas()
+        .json_schema(category, version)
+        .ok_or_else(ApiError::not_found)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/schema+json")
+        .json(schema))
+}
+
+/// Mounts the routes under `/api/v1`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/records", web::post().to(submit_records))
+        .route("/records/{id}", web::get().to(get_record))
+        .route("/receipts/{id}", web::get().to(get_receipt))
+        .route("/schemas", web::get().to(list_schemas))
+        .route("/schemas/{category}/{version}", web::get().to(get_schema));
+}
+
+/// Ingestion's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(submit_records, get_record, get_receipt, list_schemas, get_schema),
+    components(schemas(
+        dto::RecordIn,
+        ReceiptOut,
+        RecordOut,
+        dto::ProvenanceOut,
+        SchemaListOut,
+        dto::CategorySchemasOut
+    ))
+)]
+#[derive(Debug)]
+pub struct IngestionDoc;

@@ -1,0 +1,568 @@
+//! Ingestion's record store: encrypts payloads, then commits records, receipt and outbox rows
+//! in one transaction per *group* of concurrent submissions (group commit, DESIGN.md §6), and
+//! only then answers each submitter. Idempotency is decided inside the same transaction.
+
+pub mod entities;
+pub mod keys;
+pub mod migrations;
+
+use async_trait::async_trait;
+use entities::{receipt, record};
+use etx_crypto::{Aad, CryptoError};
+use etx_domain::{
+    Category, Classification, ContentHash, Envelope, Form, IdempotencyKey, Method, OrgId, Period, Priority,
+    Provenance, ReceiptId, RecordId, SchemaVersion, SystemId,
+};
+use etx_ingestion_core::{
+    Receipt, RecordStatus, RecordStore, StoreError, StoredRecord, Submission, SubmitError, SubmitOutcome,
+};
+use etx_storage::{OutboxEntry, RelayHandle, insert_outbox};
+use keys::KeyManager;
+use sea_orm::sea_query::Condition;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect, Set,
+    TransactionTrait,
+};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+/// The stream accepted records are announced on.
+pub const RECORDS_RECEIVED: &str = "records.received";
+
+/// Most records committed in one transaction.
+const MAX_GROUP_RECORDS: usize = 2000;
+
+struct Job {
+    sub: Submission,
+    /// Ciphertext per record, in order.
+    sealed: Vec<Vec<u8>>,
+    key_id: uuid::Uuid,
+    reply: oneshot::Sender<Result<SubmitOutcome, SubmitError>>,
+}
+
+/// The group-commit record store.
+#[derive(Clone)]
+pub struct SeaRecordStore {
+    db: DatabaseConnection,
+    keys: KeyManager,
+    tx: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for SeaRecordStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeaRecordStore").finish_non_exhaustive()
+    }
+}
+
+impl SeaRecordStore {
+    /// Starts `writers` group-commit writer tasks over `db` (1 for SQLite; a few for
+    /// PostgreSQL so that one group's fsync overlaps the next group's inserts).
+    pub fn start(
+        db: DatabaseConnection,
+        keys: KeyManager,
+        relay: Option<RelayHandle>,
+        writers: usize,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>(8192);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..writers.max(1) {
+            let w = Writer {
+                db: db.clone(),
+                relay: relay.clone(),
+            };
+            let rx = rx.clone();
+            tokio::spawn(async move { w.run(rx).await });
+        }
+        Self { db, keys, tx }
+    }
+
+    fn seal(&self, sub: &Submission) -> Result<(Vec<Vec<u8>>, uuid::Uuid), SubmitError> {
+        let ring = self.keys.ring();
+        let key_id = ring
+            .active_data_key_id()
+            .ok_or_else(|| SubmitError::Unavailable("no data key".into()))?;
+        let mut out = Vec::with_capacity(sub.records.len());
+        for r in &sub.records {
+            let plain = serde_json::to_vec(&r.payload).map_err(|e| SubmitError::Unknown(e.into()))?;
+            let aad = Aad {
+                org_id: sub.org_id.as_uuid(),
+                record_id: r.id.as_uuid(),
+            };
+            out.push(
+                ring.encrypt(&aad, &plain)
+                    .map_err(|e| SubmitError::Unknown(e.into()))?,
+            );
+        }
+        Ok((out, key_id))
+    }
+}
+
+#[async_trait]
+impl RecordStore for SeaRecordStore {
+    async fn submit(&self, sub: Submission) -> Result<SubmitOutcome, SubmitError> {
+        // Encrypt on the caller's task (CPU work spreads over the runtime), then queue for the
+        // next group commit.
+        let (sealed, key_id) = self.seal(&sub)?;
+        if self.keys.ring().needs_rotation() {
+            let keys = self.keys.clone();
+            tokio::spawn(async move {
+                if let Err(e) = keys.rotate_if_needed().await {
+                    tracing::error!(error = %e, "data key rotation failed");
+                }
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job {
+                sub,
+                sealed,
+                key_id,
+                reply,
+            })
+            .await
+            .map_err(|_| SubmitError::Unavailable("store is shutting down".into()))?;
+        rx.await
+            .map_err(|_| SubmitError::Unavailable("writer stopped".into()))?
+    }
+
+    async fn record(&self, org: OrgId, id: RecordId) -> Result<Option<StoredRecord>, StoreError> {
+        let m = record::Entity::find_by_id(id.as_uuid())
+            .filter(record::Column::OrgId.eq(org.as_uuid()))
+            .one(&self.db)
+            .await
+            .map_err(|e| StoreError::Unknown(e.into()))?;
+        let Some(m) = m else { return Ok(None) };
+        let aad = Aad {
+            org_id: m.org_id,
+            record_id: m.id,
+        };
+        let plain = match self.keys.ring().decrypt(&aad, &m.payload) {
+            Err(CryptoError::UnknownDataKey(k)) => {
+                self.keys
+                    .load(k)
+                    .await
+                    .map_err(|e| StoreError::Unknown(e.into()))?;
+                self.keys.ring().decrypt(&aad, &m.payload)
+            }
+            other => other,
+        }
+        .map_err(|e| StoreError::Unknown(anyhow::anyhow!("cannot decrypt record {}: {e}", m.id)))?;
+        let payload = serde_json::from_slice(&plain).map_err(|e| StoreError::Unknown(e.into()))?;
+        Ok(Some(to_stored(m, payload).map_err(StoreError::Unknown)?))
+    }
+
+    async fn receipt(&self, org: OrgId, id: ReceiptId) -> Result<Option<Receipt>, StoreError> {
+        let m = receipt::Entity::find_by_id(id.as_uuid())
+            .filter(receipt::Column::OrgId.eq(org.as_uuid()))
+            .one(&self.db)
+            .await
+            .map_err(|e| StoreError::Unknown(e.into()))?;
+        m.map(to_receipt).transpose().map_err(StoreError::Unknown)
+    }
+}
+
+fn corrupt(what: &str) -> anyhow::Error {
+    anyhow::anyhow!("stored {what} is not valid")
+}
+
+fn to_stored(m: record::Model, payload: serde_json::Value) -> anyhow::Result<StoredRecord> {
+    let envelope = Envelope {
+        category: Category::parse(&m.category).map_err(|_| corrupt("category"))?,
+        schema_version: SchemaVersion::parse(&m.schema_version.to_string())
+            .map_err(|_| corrupt("version"))?,
+        period: Period::parse(&m.period).map_err(|_| corrupt("period"))?,
+        classification: Classification::parse(&m.classification).map_err(|_| corrupt("classification"))?,
+        priority: Priority::from_rank(u8::try_from(m.priority).unwrap_or(9))
+            .ok_or_else(|| corrupt("priority"))?,
+        form: Form::parse(&m.form).map_err(|_| corrupt("form"))?,
+        idempotency_key: m
+            .idempotency_key
+            .as_deref()
+            .map(IdempotencyKey::parse)
+            .transpose()
+            .map_err(|_| corrupt("key"))?,
+    };
+    let method = if m.method == "batch" {
+        Method::Batch
+    } else {
+        Method::Realtime
+    };
+    Ok(StoredRecord {
+        id: RecordId::from_uuid(m.id),
+        provenance: Provenance {
+            org_id: OrgId::from_uuid(m.org_id),
+            system_id: SystemId::from_uuid(m.system_id),
+            receipt_id: ReceiptId::from_uuid(m.receipt_id),
+            received_at: m.received_at,
+            method,
+            original_form: envelope.form,
+        },
+        envelope,
+        payload,
+        status: RecordStatus::Received,
+    })
+}
+
+fn to_receipt(m: receipt::Model) -> anyhow::Result<Receipt> {
+    let ids: Vec<uuid::Uuid> = serde_json::from_str(&m.record_ids)?;
+    Ok(Receipt {
+        id: ReceiptId::from_uuid(m.id),
+        org_id: OrgId::from_uuid(m.org_id),
+        system_id: SystemId::from_uuid(m.system_id),
+        record_ids: ids.into_iter().map(RecordId::from_uuid).collect(),
+        received_at: m.received_at,
+        content_hash: ContentHash::parse(&m.content_hash).map_err(|_| corrupt("content hash"))?,
+        idempotency_key: m
+            .idempotency_key
+            .as_deref()
+            .map(IdempotencyKey::parse)
+            .transpose()
+            .map_err(|_| corrupt("key"))?,
+    })
+}
+
+struct Writer {
+    db: DatabaseConnection,
+    relay: Option<RelayHandle>,
+}
+
+/// What one job turned into inside a group.
+enum Plan {
+    Replay(Receipt),
+    Conflict,
+    /// Store: the receipt and which records are new (false = an earlier copy's id is used).
+    Store {
+        receipt: Receipt,
+        new_records: Vec<bool>,
+    },
+}
+
+impl Writer {
+    async fn run(self, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+        loop {
+            let mut jobs = Vec::new();
+            {
+                let mut rx = rx.lock().await;
+                match rx.recv().await {
+                    Some(j) => jobs.push(j),
+                    None => return,
+                }
+                let mut n = jobs[0].sub.records.len();
+                while n < MAX_GROUP_RECORDS {
+                    match rx.try_recv() {
+                        Ok(j) => {
+                            n += j.sub.records.len();
+                            jobs.push(j);
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            // Jobs that share an idempotency key with an earlier job of the group wait for the
+            // next round, so that one transaction never inserts the same key twice.
+            while !jobs.is_empty() {
+                let (now, later) = split_by_keys(jobs);
+                self.commit_group(now).await;
+                jobs = later;
+            }
+        }
+    }
+
+    async fn commit_group(&self, jobs: Vec<Job>) {
+        let mut result = self.try_group(&jobs).await;
+        if jobs.len() == 1 {
+            // A unique violation means another writer (task or process) committed the same
+            // idempotency key meanwhile: a new transaction sees its row and answers
+            // replay/conflict.
+            for _ in 0..3 {
+                match &result {
+                    Err(GroupError::Db(e)) if etx_storage::is_unique_violation(e) => {
+                        result = self.try_group(&jobs).await;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        match result {
+            Ok(plans) => {
+                if let Some(r) = &self.relay {
+                    r.notify();
+                }
+                for (job, plan) in jobs.into_iter().zip(plans) {
+                    let _ = job.reply.send(match plan {
+                        Plan::Replay(r) => Ok(SubmitOutcome::Replayed(r)),
+                        Plan::Store { receipt, .. } => Ok(SubmitOutcome::Created(receipt)),
+                        Plan::Conflict => Err(SubmitError::IdempotencyConflict),
+                    });
+                }
+            }
+            Err(GroupError::Db(e)) if jobs.len() > 1 && etx_storage::is_unique_violation(&e) => {
+                // Redo one by one, so only the job that raced is retried.
+                for job in jobs {
+                    Box::pin(self.commit_group(vec![job])).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, jobs = jobs.len(), "group commit failed; nothing stored");
+                for job in jobs {
+                    let _ = job
+                        .reply
+                        .send(Err(SubmitError::Unavailable("database error".into())));
+                }
+            }
+        }
+    }
+
+    async fn try_group(&self, jobs: &[Job]) -> Result<Vec<Plan>, GroupError> {
+        let txn = self.db.begin().await?;
+        let plans = plan_group(&txn, jobs).await?;
+        let mut receipts = Vec::new();
+        let mut records = Vec::new();
+        let mut outbox = Vec::new();
+        for (job, plan) in jobs.iter().zip(&plans) {
+            let Plan::Store { receipt, new_records } = plan else {
+                continue;
+            };
+            receipts.push(receipt_model(&job.sub, receipt));
+            for ((r, sealed), is_new) in job.sub.records.iter().zip(&job.sealed).zip(new_records) {
+                if !is_new {
+                    continue;
+                }
+                records.push(record_model(&job.sub, r, sealed, job.key_id));
+                outbox.push(outbox_entry(&job.sub, r));
+            }
+        }
+        for chunk in receipts.chunks(500) {
+            receipt::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        for chunk in records.chunks(500) {
+            record::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        insert_outbox(&txn, outbox).await?;
+        txn.commit().await?;
+        Ok(plans)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum GroupError {
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+/// Splits jobs into those whose idempotency keys are unique within the group, and the rest.
+fn split_by_keys(jobs: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
+    let mut seen: HashSet<(OrgId, String)> = HashSet::new();
+    let mut now = Vec::new();
+    let mut later = Vec::new();
+    for job in jobs {
+        let org = job.sub.org_id;
+        let mut keys: Vec<String> = job.sub.idempotency_key.iter().map(|k| format!("s:{k}")).collect();
+        keys.extend(
+            job.sub
+                .records
+                .iter()
+                .filter_map(|r| r.envelope.idempotency_key.as_ref())
+                .map(|k| format!("r:{k}")),
+        );
+        if keys.iter().any(|k| seen.contains(&(org, k.clone()))) {
+            later.push(job);
+        } else {
+            seen.extend(keys.into_iter().map(|k| (org, k)));
+            now.push(job);
+        }
+    }
+    (now, later)
+}
+
+/// Decides, inside the transaction, what each job becomes.
+async fn plan_group(txn: &DatabaseTransaction, jobs: &[Job]) -> Result<Vec<Plan>, DbErr> {
+    // Existing receipts for submission keys.
+    let mut cond = Condition::any();
+    let mut any = false;
+    for j in jobs {
+        if let Some(k) = &j.sub.idempotency_key {
+            any = true;
+            cond = cond.add(
+                Condition::all()
+                    .add(receipt::Column::OrgId.eq(j.sub.org_id.as_uuid()))
+                    .add(receipt::Column::IdempotencyKey.eq(k.as_str())),
+            );
+        }
+    }
+    let mut receipts: HashMap<(uuid::Uuid, String), receipt::Model> = HashMap::new();
+    if any {
+        for m in receipt::Entity::find().filter(cond).all(txn).await? {
+            if let Some(k) = m.idempotency_key.clone() {
+                receipts.insert((m.org_id, k), m);
+            }
+        }
+    }
+    // Existing records for record keys.
+    let mut cond = Condition::any();
+    let mut any = false;
+    for j in jobs {
+        for r in &j.sub.records {
+            if let Some(k) = &r.envelope.idempotency_key {
+                any = true;
+                cond = cond.add(
+                    Condition::all()
+                        .add(record::Column::OrgId.eq(j.sub.org_id.as_uuid()))
+                        .add(record::Column::IdempotencyKey.eq(k.as_str())),
+                );
+            }
+        }
+    }
+    let mut records: HashMap<(uuid::Uuid, String), (uuid::Uuid, Vec<u8>)> = HashMap::new();
+    if any {
+        let rows = record::Entity::find()
+            .select_only()
+            .column(record::Column::Id)
+            .column(record::Column::OrgId)
+            .column(record::Column::IdempotencyKey)
+            .column(record::Column::ContentMac)
+            .filter(cond)
+            .into_tuple::<(uuid::Uuid, uuid::Uuid, Option<String>, Vec<u8>)>()
+            .all(txn)
+            .await?;
+        for (id, org, key, mac) in rows {
+            if let Some(k) = key {
+                records.insert((org, k), (id, mac));
+            }
+        }
+    }
+
+    let mut plans = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        let org = j.sub.org_id.as_uuid();
+        if let Some(k) = &j.sub.idempotency_key
+            && let Some(existing) = receipts.get(&(org, k.to_string()))
+        {
+            if existing.request_mac == j.sub.request_mac {
+                plans.push(match to_receipt(existing.clone()) {
+                    Ok(r) => Plan::Replay(r),
+                    Err(e) => return Err(DbErr::Custom(e.to_string())),
+                });
+            } else {
+                plans.push(Plan::Conflict);
+            }
+            continue;
+        }
+        let mut ids = Vec::with_capacity(j.sub.records.len());
+        let mut new_records = Vec::with_capacity(j.sub.records.len());
+        let mut conflict = false;
+        for r in &j.sub.records {
+            match r
+                .envelope
+                .idempotency_key
+                .as_ref()
+                .and_then(|k| records.get(&(org, k.to_string())))
+            {
+                Some((id, mac)) if mac.as_slice() == r.content_mac.as_slice() => {
+                    ids.push(RecordId::from_uuid(*id));
+                    new_records.push(false);
+                }
+                Some(_) => {
+                    conflict = true;
+                    break;
+                }
+                None => {
+                    ids.push(r.id);
+                    new_records.push(true);
+                }
+            }
+        }
+        if conflict {
+            plans.push(Plan::Conflict);
+            continue;
+        }
+        plans.push(Plan::Store {
+            receipt: Receipt {
+                id: j.sub.receipt_id,
+                org_id: j.sub.org_id,
+                system_id: j.sub.system_id,
+                record_ids: ids,
+                received_at: j.sub.received_at,
+                content_hash: j.sub.content_hash,
+                idempotency_key: j.sub.idempotency_key.clone(),
+            },
+            new_records,
+        });
+    }
+    Ok(plans)
+}
+
+fn receipt_model(sub: &Submission, r: &Receipt) -> receipt::ActiveModel {
+    let ids: Vec<uuid::Uuid> = r.record_ids.iter().map(|i| i.as_uuid()).collect();
+    receipt::ActiveModel {
+        id: Set(r.id.as_uuid()),
+        org_id: Set(sub.org_id.as_uuid()),
+        system_id: Set(sub.system_id.as_uuid()),
+        key_id: Set(sub.key_id.map(|k| k.as_uuid())),
+        idempotency_key: Set(sub.idempotency_key.as_ref().map(|k| k.to_string())),
+        request_mac: Set(sub.request_mac.to_vec()),
+        content_hash: Set(sub.content_hash.to_string()),
+        record_ids: Set(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into())),
+        method: Set(sub.method.as_str().into()),
+        received_at: Set(sub.received_at),
+    }
+}
+
+fn record_model(
+    sub: &Submission,
+    r: &etx_ingestion_core::NewRecord,
+    sealed: &[u8],
+    key_id: uuid::Uuid,
+) -> record::ActiveModel {
+    record::ActiveModel {
+        id: Set(r.id.as_uuid()),
+        org_id: Set(sub.org_id.as_uuid()),
+        system_id: Set(sub.system_id.as_uuid()),
+        receipt_id: Set(sub.receipt_id.as_uuid()),
+        category: Set(r.envelope.category.as_str().into()),
+        schema_version: Set(i32::from(r.envelope.schema_version.number())),
+        period: Set(r.envelope.period.to_string()),
+        period_start: Set(r.envelope.period.start()),
+        classification: Set(r.envelope.classification.as_str().into()),
+        priority: Set(i16::from(r.envelope.priority.rank())),
+        form: Set(r.envelope.form.as_str().into()),
+        idempotency_key: Set(r.envelope.idempotency_key.as_ref().map(|k| k.to_string())),
+        content_mac: Set(r.content_mac.to_vec()),
+        key_id: Set(key_id),
+        payload: Set(sealed.to_vec()),
+        method: Set(sub.method.as_str().into()),
+        status: Set(RecordStatus::Received.as_str().into()),
+        received_at: Set(sub.received_at),
+    }
+}
+
+/// The message announcing a stored record: metadata only, never the payload (no clear
+/// personal data travels through the queue, R-SEC-10).
+fn outbox_entry(sub: &Submission, r: &etx_ingestion_core::NewRecord) -> OutboxEntry {
+    let body = serde_json::json!({
+        "record_id": r.id,
+        "org_id": sub.org_id,
+        "system_id": sub.system_id,
+        "receipt_id": sub.receipt_id,
+        "category": r.envelope.category,
+        "schema_version": r.envelope.schema_version.number(),
+        "period": r.envelope.period.to_string(),
+        "classification": r.envelope.classification,
+        "priority": r.envelope.priority,
+        "form": r.envelope.form,
+        "method": sub.method.as_str(),
+        "received_at": sub.received_at,
+    });
+    OutboxEntry {
+        stream: RECORDS_RECEIVED.into(),
+        key: r.id.to_string(),
+        priority: r.envelope.priority,
+        headers: Default::default(),
+        body: serde_json::to_vec(&body).unwrap_or_default(),
+    }
+}
