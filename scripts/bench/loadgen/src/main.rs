@@ -1,0 +1,2 @@
+//! Load generator for scripts/bench.
+fn main() {}
