@@ -60,3 +60,15 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
 }
+
+/// Begins a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`, so that it takes
+/// the write lock up front and waits (busy timeout) instead of failing with `SQLITE_BUSY` when
+/// it first reads and another writer commits meanwhile; on PostgreSQL a plain `BEGIN`.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}

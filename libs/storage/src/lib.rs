@@ -6,5 +6,5 @@ pub mod db;
 pub mod outbox;
 pub mod testing;
 
-pub use db::{Backend, connect, is_unique_violation};
+pub use db::{Backend, begin_write, connect, is_unique_violation};
 pub use outbox::{OutboxEntry, OutboxMigration, OutboxRelay, RelayHandle, insert_outbox};

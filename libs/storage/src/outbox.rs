@@ -154,20 +154,47 @@ impl OutboxRelay {
     /// Publishes one batch: returns how many rows were published. On PostgreSQL the rows are
     /// locked with `SKIP LOCKED`, so several relays (one per ingestion instance) share the work.
     pub async fn publish_once(&self) -> Result<usize, RelayError> {
-        let txn = self.db.begin().await?;
-        let mut q = entity::Entity::find()
+        let query = entity::Entity::find()
             .order_by_asc(entity::Column::Priority)
             .order_by_asc(entity::Column::Id)
             .limit(self.batch);
-        if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
-            q = q.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        if self.db.get_database_backend() != sea_orm::DbBackend::Postgres {
+            // SQLite (all-in-one, one relay per process): no transaction is held while
+            // publishing, because the embedded queue writes to the same file and SQLite allows
+            // one writer. A crash between publish and delete republishes: consumers dedupe.
+            let rows = query.all(&self.db).await?;
+            if rows.is_empty() {
+                return Ok(0);
+            }
+            self.publish_rows(&rows).await?;
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            entity::Entity::delete_many()
+                .filter(entity::Column::Id.is_in(ids))
+                .exec(&self.db)
+                .await?;
+            return Ok(rows.len());
         }
-        let rows = q.all(&txn).await?;
+        let txn = self.db.begin().await?;
+        let rows = query
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .all(&txn)
+            .await?;
         if rows.is_empty() {
             txn.commit().await?;
             return Ok(0);
         }
-        // Group consecutive rows by stream so each publish call is one round trip.
+        self.publish_rows(&rows).await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        entity::Entity::delete_many()
+            .filter(entity::Column::Id.is_in(ids))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows.len())
+    }
+
+    /// Publishes rows, one queue call per run of rows with the same stream.
+    async fn publish_rows(&self, rows: &[entity::Model]) -> Result<(), QueueError> {
         let mut start = 0;
         while start < rows.len() {
             let stream = &rows[start].stream;
@@ -187,13 +214,7 @@ impl OutboxRelay {
             self.queue.publish(stream, &msgs).await?;
             start = end;
         }
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        entity::Entity::delete_many()
-            .filter(entity::Column::Id.is_in(ids))
-            .exec(&txn)
-            .await?;
-        txn.commit().await?;
-        Ok(rows.len())
+        Ok(())
     }
 
     /// Rows still waiting.

@@ -284,3 +284,48 @@ both_backends!(payloads_are_stored_encrypted, |app: TestApp| async move {
     assert!(!String::from_utf8_lossy(&blob).contains("CANARY-7f3e2d1c"));
     assert_eq!(&blob[..3], b"ETX");
 });
+
+both_backends!(
+    accepted_records_are_announced_on_records_received_without_payload,
+    |app: TestApp| async move {
+        use etx_queue::Queue;
+        let mut rec = stats_record(11.0, None);
+        rec["payload"]["note"] = json!("PAYLOAD-MUST-NOT-TRAVEL");
+        let receipt: Value = app.submit_json(&rec).await.json().await.unwrap();
+        let id = receipt["record_ids"][0].as_str().unwrap().to_owned();
+        let queue: std::sync::Arc<dyn Queue> = if app.cfg.queue.kind == "redis" {
+            std::sync::Arc::new(
+                etx_queue::RedisQueue::connect(app.cfg.queue.redis_url.expose(), &app.cfg.queue.key_prefix)
+                    .unwrap(),
+            )
+        } else {
+            std::sync::Arc::new(etx_queue::EmbeddedQueue::new(app.db_conn().await))
+        };
+        queue.ensure_group("records.received", "test").await.unwrap();
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            got.extend(
+                queue
+                    .consume(
+                        "records.received",
+                        "test",
+                        "t",
+                        10,
+                        std::time::Duration::from_millis(100),
+                    )
+                    .await
+                    .unwrap(),
+            );
+            if !got.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(got.len(), 1, "the outbox relay publishes the record");
+        assert_eq!(got[0].key, id);
+        let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+        assert_eq!(body["record_id"], json!(id));
+        assert_eq!(body["category"], "statistics");
+        assert!(!String::from_utf8_lossy(&got[0].body).contains("PAYLOAD-MUST-NOT-TRAVEL"));
+        assert_eq!(app.count("outbox").await, 0);
+    }
+);

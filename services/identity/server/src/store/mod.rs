@@ -10,7 +10,7 @@ use etx_domain::{ApiKeyId, OrgCode, OrgId, OrgKind, OrgName, Organisation, Syste
 use etx_identity_core::{ApiKeyInfo, IdentityStore, KeyMaterial, StoreError, SystemInfo};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait,
+    QueryOrder, Set,
 };
 
 /// The repository.
@@ -119,7 +119,7 @@ impl IdentityStore for SeaIdentityStore {
         sys: &SystemInfo,
         key: &KeyMaterial,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let txn = etx_storage::begin_write(&self.db).await.map_err(map_err)?;
         if org_is_new {
             organisation::ActiveModel {
                 id: Set(org.id.as_uuid()),
@@ -201,7 +201,7 @@ impl IdentityStore for SeaIdentityStore {
     }
 
     async fn create_system(&self, sys: &SystemInfo, key: &KeyMaterial) -> Result<(), StoreError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let txn = etx_storage::begin_write(&self.db).await.map_err(map_err)?;
         system_model(sys).insert(&txn).await.map_err(map_err)?;
         key_model(key).insert(&txn).await.map_err(map_err)?;
         txn.commit().await.map_err(map_err)

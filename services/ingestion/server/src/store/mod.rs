@@ -21,7 +21,6 @@ use keys::KeyManager;
 use sea_orm::sea_query::Condition;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect, Set,
-    TransactionTrait,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -315,7 +314,7 @@ impl Writer {
     }
 
     async fn try_group(&self, jobs: &[Job]) -> Result<Vec<Plan>, GroupError> {
-        let txn = self.db.begin().await?;
+        let txn = etx_storage::begin_write(&self.db).await?;
         let plans = plan_group(&txn, jobs).await?;
         let mut receipts = Vec::new();
         let mut records = Vec::new();
