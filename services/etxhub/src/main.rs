@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use etx_domain::{OrgCode, OrgKind, OrgName, SystemName};
 use etxhub::config::Config;
-use etxhub::{app, openapi, secrets};
+use etxhub::{app, openapi};
 use std::path::PathBuf;
 
 /// ETX Hub — receives, stores and guards data about electronic transactions from ministries,
@@ -238,20 +238,14 @@ async fn add_source(cfg: &Config, a: AddSource) -> anyhow::Result<()> {
 }
 
 async fn rotate_keys(cfg: &Config) -> anyhow::Result<()> {
-    let secrets = secrets::Secrets::load(cfg)?;
-    let db = app::open_database(cfg).await?;
-    etx_ingestion::migrate(&db).await?;
-    let ring = std::sync::Arc::new(etx_crypto::KeyRing::new(
-        secrets.master.clone(),
-        secrets.previous.clone(),
-    ));
-    let keys = etx_ingestion::KeyManager::new(db, ring);
-    let rewrapped = keys.rewrap_all().await?;
-    let new = keys.rotate().await?;
+    let r = etxhub::rotate_keys(cfg).await?;
     println!(
-        "re-wrapped {rewrapped} data key(s) under master key {}",
-        secrets.master.id()
+        "re-wrapped {} data key(s) under master key {}",
+        r.rewrapped, r.master_key_id
     );
-    println!("new data key {new} created; running processes create their own on restart");
+    println!(
+        "new data key {} created; running processes create their own on restart",
+        r.new_data_key
+    );
     Ok(())
 }

@@ -4,5 +4,6 @@
 
 mod helpers;
 mod ingestion;
+mod keys;
 mod platform;
 mod security;
