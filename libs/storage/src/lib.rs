@@ -3,8 +3,10 @@
 //! with its relay to the queue (DESIGN.md §1: "a 2xx means durable").
 
 pub mod db;
+pub mod migrate;
 pub mod outbox;
 pub mod testing;
 
 pub use db::{Backend, begin_write, connect, is_unique_violation};
+pub use migrate::create_entity_table;
 pub use outbox::{OutboxEntry, OutboxMigration, OutboxRelay, RelayHandle, insert_outbox};

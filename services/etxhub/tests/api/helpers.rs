@@ -72,6 +72,16 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
+    /// GETs a path with an API key.
+    pub async fn get(&self, path: &str, key: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// POSTs a JSON value as the first source.
     pub async fn submit_json(&self, body: &serde_json::Value) -> reqwest::Response {
         self.client

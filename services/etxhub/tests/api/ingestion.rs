@@ -27,12 +27,8 @@ both_backends!(
         let id = receipt["record_ids"][0].as_str().unwrap();
 
         let got: Value = app
-            .client
-            .get(app.url(&format!("/api/v1/records/{id}")))
-            .header("x-api-key", &app.key_a)
-            .send()
+            .get(&format!("/api/v1/records/{id}"), &app.key_a)
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();
@@ -43,16 +39,7 @@ both_backends!(
         assert_eq!(got["provenance"]["receipt_id"], receipt["receipt_id"]);
         assert_eq!(got["provenance"]["method"], "realtime");
 
-        let r2: Value = app
-            .client
-            .get(app.url(&location))
-            .header("x-api-key", &app.key_a)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r2: Value = app.get(&location, &app.key_a).await.json().await.unwrap();
         assert_eq!(r2["receipt_id"], receipt["receipt_id"]);
         assert_eq!(r2["record_ids"], receipt["record_ids"]);
         assert_eq!(r2["content_hash"], receipt["content_hash"]);
@@ -107,12 +94,8 @@ both_backends!(
         let start = text.find("<record_id>").unwrap() + "<record_id>".len();
         let id = &text[start..start + 36];
         let got: Value = app
-            .client
-            .get(app.url(&format!("/api/v1/records/{id}")))
-            .header("x-api-key", &app.key_a)
-            .send()
+            .get(&format!("/api/v1/records/{id}"), &app.key_a)
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();
@@ -211,57 +194,24 @@ both_backends!(
             format!("/api/v1/records/{rec_id}"),
             format!("/api/v1/receipts/{rcpt_id}"),
         ] {
-            let r = app
-                .client
-                .get(app.url(&path))
-                .header("x-api-key", &app.key_b)
-                .send()
-                .await
-                .unwrap();
+            let r = app.get(&path, &app.key_b).await;
             assert_eq!(r.status(), 404, "{path}");
             let p: Value = r.json().await.unwrap();
             assert_eq!(p["code"], "not_found");
-            let own = app
-                .client
-                .get(app.url(&path))
-                .header("x-api-key", &app.key_a)
-                .send()
-                .await
-                .unwrap();
+            let own = app.get(&path, &app.key_a).await;
             assert_eq!(own.status(), 200, "{path}");
         }
     }
 );
 
 both_backends!(schemas_are_published, |app: TestApp| async move {
-    let list: Value = app
-        .client
-        .get(app.url("/api/v1/schemas"))
-        .header("x-api-key", &app.key_a)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get("/api/v1/schemas", &app.key_a).await.json().await.unwrap();
     assert_eq!(list["categories"].as_array().unwrap().len(), 4);
-    let s = app
-        .client
-        .get(app.url("/api/v1/schemas/statistics/1"))
-        .header("x-api-key", &app.key_a)
-        .send()
-        .await
-        .unwrap();
+    let s = app.get("/api/v1/schemas/statistics/1", &app.key_a).await;
     assert_eq!(s.status(), 200);
     let schema: Value = s.json().await.unwrap();
     assert!(schema["properties"].is_object());
-    let missing = app
-        .client
-        .get(app.url("/api/v1/schemas/statistics/99"))
-        .header("x-api-key", &app.key_a)
-        .send()
-        .await
-        .unwrap();
+    let missing = app.get("/api/v1/schemas/statistics/99", &app.key_a).await;
     assert_eq!(missing.status(), 404);
 });
 

@@ -212,16 +212,7 @@ both_backends!(
         problem(r, 401, "invalid_credentials").await;
 
         // Revoke key A through the API; it stops working at once.
-        let keys: Value = app
-            .client
-            .get(app.url("/api/v1/keys"))
-            .header("x-api-key", &app.key_a)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let keys: Value = app.get("/api/v1/keys", &app.key_a).await.json().await.unwrap();
         let id = keys[0]["id"].as_str().unwrap().to_owned();
         let del = app
             .client
@@ -261,16 +252,7 @@ both_backends!(a_forged_principal_header_is_ignored, |app: TestApp| async move {
 both_backends!(
     a_key_cannot_revoke_another_organisations_key,
     |app: TestApp| async move {
-        let keys: Value = app
-            .client
-            .get(app.url("/api/v1/keys"))
-            .header("x-api-key", &app.key_b)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let keys: Value = app.get("/api/v1/keys", &app.key_b).await.json().await.unwrap();
         let id_b = keys[0]["id"].as_str().unwrap().to_owned();
         let del = app
             .client
@@ -280,13 +262,7 @@ both_backends!(
             .await
             .unwrap();
         problem(del, 404, "not_found").await;
-        let still = app
-            .client
-            .get(app.url("/api/v1/keys"))
-            .header("x-api-key", &app.key_b)
-            .send()
-            .await
-            .unwrap();
+        let still = app.get("/api/v1/keys", &app.key_b).await;
         assert_eq!(still.status(), 200);
     }
 );
@@ -305,25 +281,10 @@ both_backends!(
         let k: Value = issued.json().await.unwrap();
         let new_key = k["api_key"].as_str().unwrap();
         for key in [new_key, app.key_a.as_str()] {
-            let r = app
-                .client
-                .get(app.url("/api/v1/systems"))
-                .header("x-api-key", key)
-                .send()
-                .await
-                .unwrap();
+            let r = app.get("/api/v1/systems", key).await;
             assert_eq!(r.status(), 200);
         }
-        let list: Value = app
-            .client
-            .get(app.url("/api/v1/keys"))
-            .header("x-api-key", new_key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Value = app.get("/api/v1/keys", new_key).await.json().await.unwrap();
         assert_eq!(list.as_array().unwrap().len(), 2);
         assert!(
             list.as_array()

@@ -2,8 +2,8 @@
 //! identity and ingestion can share one database without stepping on each other.
 
 use super::entities::{api_key, organisation, system};
+use sea_orm::DbErr;
 use sea_orm::sea_query::{Alias, IntoIden};
-use sea_orm::{DbErr, EntityTrait, Schema};
 use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager};
 
 /// Identity's migrator.
@@ -28,21 +28,11 @@ impl MigrationName for M0001Initial {
     }
 }
 
-async fn create<E: EntityTrait>(m: &SchemaManager<'_>, e: E) -> Result<(), DbErr> {
-    let schema = Schema::new(m.get_database_backend());
-    m.create_table(schema.create_table_from_entity(e).if_not_exists().to_owned())
-        .await?;
-    for mut idx in schema.create_index_from_entity(e) {
-        m.create_index(idx.if_not_exists().to_owned()).await?;
-    }
-    Ok(())
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for M0001Initial {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        create(m, organisation::Entity).await?;
-        create(m, system::Entity).await?;
-        create(m, api_key::Entity).await
+        etx_storage::create_entity_table(m, organisation::Entity).await?;
+        etx_storage::create_entity_table(m, system::Entity).await?;
+        etx_storage::create_entity_table(m, api_key::Entity).await
     }
 }

@@ -2,8 +2,8 @@
 
 use super::entities::{data_key, receipt, record};
 use etx_storage::OutboxMigration;
+use sea_orm::DbErr;
 use sea_orm::sea_query::{Alias, Index, IntoIden};
-use sea_orm::{DbErr, EntityTrait, Schema};
 use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager};
 
 /// Ingestion's migrator.
@@ -28,22 +28,12 @@ impl MigrationName for M0002Records {
     }
 }
 
-async fn create<E: EntityTrait>(m: &SchemaManager<'_>, e: E) -> Result<(), DbErr> {
-    let schema = Schema::new(m.get_database_backend());
-    m.create_table(schema.create_table_from_entity(e).if_not_exists().to_owned())
-        .await?;
-    for mut idx in schema.create_index_from_entity(e) {
-        m.create_index(idx.if_not_exists().to_owned()).await?;
-    }
-    Ok(())
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for M0002Records {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        create(m, record::Entity).await?;
-        create(m, receipt::Entity).await?;
-        create(m, data_key::Entity).await?;
+        etx_storage::create_entity_table(m, record::Entity).await?;
+        etx_storage::create_entity_table(m, receipt::Entity).await?;
+        etx_storage::create_entity_table(m, data_key::Entity).await?;
         // Idempotency (R-ING-5): one key per organisation, for submissions and for records.
         m.create_index(
             Index::create()
