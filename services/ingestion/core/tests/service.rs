@@ -136,12 +136,16 @@ fn key_order_and_wire_format_do_not_change_the_content_hash() {
     ))
     .unwrap();
     let items = etx_ingestion_core::xml::parse_records(svc.schemas(), &xml).unwrap();
+    assert!(!items.single, "a <records> root is an array of one");
     let x = svc
         .prepare(c, items.items, items.single, None, Method::Realtime)
         .unwrap();
+    let as_array = svc
+        .prepare(c, vec![example()], false, None, Method::Realtime)
+        .unwrap();
     assert_eq!(
-        a.content_hash, x.content_hash,
-        "the same record in XML hashes like its JSON twin"
+        as_array.content_hash, x.content_hash,
+        "the same records in XML hash like their JSON twin"
     );
     let mut other = example();
     other["payload"]["value"] = json!(999_999);
