@@ -237,4 +237,37 @@ mod tests {
         let with_secret = Secret("postgres://u:hunter2@h/db".into());
         assert!(!format!("{with_secret:?}").contains("hunter2"));
     }
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_environment_flag() {
+        figment::Jail::expect_with(|jail| {
+            let dir = jail.directory().join("data");
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            // ./etxhub.toml, then <data_dir>/etxhub.toml, then the environment.
+            jail.create_file(
+                "etxhub.toml",
+                "listen = \"0.0.0.0:9443\"\n[limits]\nmax_records = 50\n",
+            )?;
+            let cfg = Config::load(None, Some(&dir)).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.listen, "0.0.0.0:9443");
+            assert_eq!(cfg.limits.max_records, 50);
+            std::fs::write(dir.join("etxhub.toml"), "[limits]\nmax_records = 60\n")
+                .map_err(|e| e.to_string())?;
+            let cfg = Config::load(None, Some(&dir)).map_err(|e| e.to_string())?;
+            assert_eq!(
+                (cfg.listen.as_str(), cfg.limits.max_records),
+                ("0.0.0.0:9443", 60)
+            );
+            jail.set_env("ETX__LIMITS__MAX_RECORDS", "70");
+            let cfg = Config::load(None, Some(&dir)).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.limits.max_records, 70);
+            assert_eq!(cfg.data_dir, dir, "--data-dir wins");
+            jail.set_env("ETX__QUEUE__KIND", "kafka");
+            assert!(
+                Config::load(None, Some(&dir)).is_err(),
+                "invalid values are refused at start-up"
+            );
+            Ok(())
+        });
+    }
 }
