@@ -239,6 +239,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn layers_apply_in_order_defaults_file_environment_flag() {
         figment::Jail::expect_with(|jail| {
             let dir = jail.directory().join("data");
