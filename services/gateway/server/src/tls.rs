@@ -77,7 +77,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A rustls server configuration from PEM files (TLS 1.2+, ALPN h2 and http/1.1).
+/// A rustls server configuration from PEM files (TLS 1.2+, ALPN http/1.1).
 pub fn server_config(files: &TlsFiles) -> anyhow::Result<ServerConfig> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .with_context(|| format!("cannot read certificate {}", files.cert.display()))?
@@ -95,7 +95,10 @@ pub fn server_config(files: &TlsFiles) -> anyhow::Result<ServerConfig> {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .context("certificate and key do not match")?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.1 only for now: actix-http's HTTP/2 dispatcher sends no GOAWAY on graceful
+    // shutdown (actix/actix-web#3169), so one idle HTTP/2 client would hold a SIGTERM'd process
+    // for the whole shutdown timeout while it keeps accepting requests (R-AVAIL).
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
 }
 
