@@ -9,10 +9,23 @@ use etxhub::config::Config;
 use etxhub::{app, openapi};
 use std::path::PathBuf;
 
+const HELP_EXAMPLES: &str = "Examples:
+  etxhub                                   serve all-in-one (SQLite + embedded queue) on https://127.0.0.1:8443
+  etxhub serve --target ingestion --listen 10.0.0.5:8082
+                                           one service per process (distributed mode, PostgreSQL + Redis)
+  etxhub sources add --org-code 79 --org-name \"Thành phố Hồ Chí Minh\" --org-kind province \\
+      --system-name \"Cổng dữ liệu\" --output json
+                                           onboard a data source; prints its API key once
+  etxhub keys rotate                       re-wrap data keys under the active master key, new data key
+  etxhub migrate                           create or upgrade the database tables
+
+Configuration: embedded defaults, then ./etxhub.toml, then <data-dir>/etxhub.toml, then ETX__SECTION__KEY
+environment variables (e.g. ETX__DATABASE__URL=postgres://...). See docs/operations.md.";
+
 /// ETX Hub — receives, stores and guards data about electronic transactions from ministries,
 /// provinces and e-transaction companies.
 #[derive(Debug, Parser)]
-#[command(name = "etxhub", version, about, long_about = None)]
+#[command(name = "etxhub", version, about, long_about = None, after_help = HELP_EXAMPLES)]
 struct Cli {
     /// Data directory (SQLite database, keys, TLS certificate). Default ./data.
     #[arg(long, global = true, env = "ETX_DATA_DIR")]
