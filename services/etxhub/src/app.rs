@@ -169,6 +169,9 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     let openapi = web::Data::new(crate::openapi::document());
     let readiness = web::Data::new(readiness);
     let signer_data = web::Data::new(signer.clone());
+    let auth_cache = web::Data::new(etx_gateway::AuthCache::new(Duration::from_millis(
+        cfg.security.auth_cache_ms,
+    )));
     let limit = cfg.limits.max_body_bytes;
 
     let factory = move || {
@@ -197,7 +200,7 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
             .route("/api/v1/openapi.json", web::get().to(serve_openapi))
             .app_data(openapi.clone());
         if let Some(idc) = &identity_client {
-            app = app.app_data(idc.clone());
+            app = app.app_data(idc.clone()).app_data(auth_cache.clone());
             app = app.service(api.wrap(from_fn(etx_gateway::authenticate)));
         } else {
             app = app.service(api);

@@ -118,6 +118,8 @@ pub struct SecurityCfg {
     pub internal_secret: Secret,
     /// Principal lifetime.
     pub principal_ttl_secs: u64,
+    /// Gateway authentication cache lifetime (ms, 0 = off).
+    pub auth_cache_ms: u64,
 }
 
 /// `[limits]`

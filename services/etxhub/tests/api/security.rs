@@ -294,3 +294,30 @@ both_backends!(
         );
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_clears_the_gateways_authentication_cache_at_once() {
+    let app = TestApp::spawn_with("sqlite", |c| c.security.auth_cache_ms = 60_000).await;
+    assert_eq!(
+        app.get("/api/v1/systems", &app.key_a).await.status(),
+        200,
+        "the key is now cached"
+    );
+    let keys: Value = app.get("/api/v1/keys", &app.key_a).await.json().await.unwrap();
+    let id = keys[0]["id"].as_str().unwrap().to_owned();
+    let del = app
+        .client
+        .delete(app.url(&format!("/api/v1/keys/{id}")))
+        .header("x-api-key", &app.key_a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    problem(
+        app.get("/api/v1/systems", &app.key_a).await,
+        401,
+        "revoked_credentials",
+    )
+    .await;
+    assert_eq!(app.get("/api/v1/systems", &app.key_b).await.status(), 200);
+}

@@ -3,6 +3,7 @@
 //! the services trust. A principal header sent by a client is always removed first, so nobody
 //! can forge one from outside.
 
+use crate::cache::AuthCache;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::AUTHORIZATION;
@@ -47,8 +48,19 @@ pub async fn authenticate<B: MessageBody + 'static>(
             return Ok(refuse(req, ApiError::new(ErrorCode::InvalidCredentials)));
         }
     };
-    let caller = match identity.authenticate_api_key(&presented).await {
-        Ok(c) => c,
+    let cache = req.app_data::<web::Data<AuthCache>>().cloned();
+    let cached = cache.as_ref().and_then(|c| c.get(&presented));
+    let fresh = match cached {
+        Some(c) => Ok(c),
+        None => identity.authenticate_api_key(&presented).await,
+    };
+    let caller = match fresh {
+        Ok(c) => {
+            if let Some(cache) = &cache {
+                cache.put(&presented, c.clone());
+            }
+            c
+        }
         Err(e) => {
             let code = match e {
                 AuthError::Missing => ErrorCode::MissingCredentials,
@@ -69,5 +81,13 @@ pub async fn authenticate<B: MessageBody + 'static>(
         client_ip: req.peer_addr().map(|a| a.ip().to_string()),
     };
     req.extensions_mut().insert(principal);
-    next.call(req).await.map(ServiceResponse::map_into_left_body)
+    let revoking = req.method() == actix_web::http::Method::DELETE && req.path().starts_with("/api/v1/keys/");
+    let resp = next.call(req).await?;
+    if revoking
+        && resp.status().is_success()
+        && let Some(cache) = cache
+    {
+        cache.clear();
+    }
+    Ok(resp.map_into_left_body())
 }

@@ -3,8 +3,10 @@
 //! signed principal in distributed mode.
 
 pub mod auth;
+pub mod cache;
 pub mod proxy;
 pub mod tls;
 
 pub use auth::{IdentityHandle, authenticate};
+pub use cache::AuthCache;
 pub use proxy::{Proxy, forward};
