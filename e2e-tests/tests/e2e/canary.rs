@@ -97,9 +97,11 @@ async fn a_canary_never_appears_in_clear(mode: Mode) {
     let canary = format!("CANARY-{}", uuid::Uuid::new_v4());
     // A 12-digit citizen id (schema-valid) that occurs nowhere else.
     let citizen = format!("{:012}", uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000);
-    // Idempotency keys are stored in clear by design: they serve as the positive control that
-    // the scans below do see the stored data.
-    let control = format!("control-{}", uuid::Uuid::new_v4().simple());
+    // Idempotency keys are matched through keyed hashes only, so they must be absent too; the
+    // receipts' content hashes are stored in clear and serve as the positive control that the
+    // scans below do see the stored data.
+    let control = format!("idemkey-{}", uuid::Uuid::new_v4().simple());
+    let mut control_hash = String::new();
 
     let mut stats = stats_record(&format!("Ghi chú {canary} — số liệu kiểm thử"), 17.0);
     stats["payload"]["failure_reasons"] = json!([
@@ -134,6 +136,9 @@ async fn a_canary_never_appears_in_clear(mode: Mode) {
             .await;
         assert_eq!(resp.status(), 202);
         let r: Value = resp.json().await.unwrap();
+        if control_hash.is_empty() {
+            control_hash = r["content_hash"].as_str().unwrap().to_owned();
+        }
         stored.push((
             r["record_ids"][0].as_str().unwrap().to_owned(),
             rec["payload"].clone(),
@@ -188,7 +193,7 @@ async fn a_canary_never_appears_in_clear(mode: Mode) {
 
     // Stop every process (SIGTERM) so files and logs are complete, then scan.
     hub.stop_all().await;
-    let secrets = [canary.as_str(), citizen.as_str()];
+    let secrets = [canary.as_str(), citizen.as_str(), control.as_str()];
 
     let data_files: Vec<PathBuf> = hub.data_dirs().iter().flat_map(|d| files_under(d)).collect();
     assert!(!data_files.is_empty());
@@ -201,7 +206,7 @@ async fn a_canary_never_appears_in_clear(mode: Mode) {
             "{data_files:?}"
         );
         assert!(
-            !files_containing(&data_files, control.as_bytes()).is_empty(),
+            !files_containing(&data_files, control_hash.as_bytes()).is_empty(),
             "control: the scan must see the stored receipts in the SQLite files"
         );
     }
@@ -223,7 +228,7 @@ async fn a_canary_never_appears_in_clear(mode: Mode) {
         }
         let dump = pg_data(&hub).await;
         assert!(
-            contains_bytes(&dump, control.as_bytes()),
+            contains_bytes(&dump, control_hash.as_bytes()),
             "control: the dump must show the stored receipts"
         );
         assert_absent("the PostgreSQL data", &dump, &secrets);

@@ -17,6 +17,9 @@ pub struct NewRecord {
     pub payload: serde_json::Value,
     /// Keyed hash of the record's canonical content, for deduplication.
     pub content_mac: [u8; 32],
+    /// Keyed hash of the record's own idempotency key: what is stored and matched, never the
+    /// key itself (R-SEC-5: anything matched is matched through keyed hashes).
+    pub idempotency_mac: Option<[u8; 32]>,
 }
 
 /// A validated submission of one or more records (R-ING-1 real-time).
@@ -32,6 +35,8 @@ pub struct Submission {
     pub key_id: Option<ApiKeyId>,
     /// Submission-level idempotency key (header, or the envelope key of a single record).
     pub idempotency_key: Option<IdempotencyKey>,
+    /// Keyed hash of `idempotency_key`, the only form stored.
+    pub idempotency_mac: Option<[u8; 32]>,
     /// SHA-256 of the canonical submission, shown in the receipt.
     pub content_hash: ContentHash,
     /// Keyed hash of the canonical submission, to compare replays.
@@ -59,7 +64,8 @@ pub struct Receipt {
     pub received_at: DateTime<Utc>,
     /// SHA-256 of the canonical submission.
     pub content_hash: ContentHash,
-    /// Idempotency key, if any.
+    /// Idempotency key, when known: the submitter's own, echoed back; never stored in clear,
+    /// so a receipt read back later does not show it.
     pub idempotency_key: Option<IdempotencyKey>,
 }
 

@@ -103,6 +103,7 @@ pub struct IngestionService<S> {
 /// Purposes of the keyed hashes (domain separation).
 const MAC_REQUEST: &str = "ingestion/request";
 const MAC_RECORD: &str = "ingestion/record";
+const MAC_IDEMPOTENCY: &str = "ingestion/idempotency-key";
 
 impl<S: RecordStore> IngestionService<S> {
     /// A service over `store`.
@@ -158,11 +159,16 @@ impl<S: RecordStore> IngestionService<S> {
                         obj.insert("idempotency_key".into(), Value::String(k.to_string()));
                     }
                     canon_items.push(with_key);
+                    let idempotency_mac = envelope
+                        .idempotency_key
+                        .as_ref()
+                        .map(|k| self.hasher.hash(MAC_IDEMPOTENCY, k.as_str().as_bytes()));
                     records.push(NewRecord {
                         id: RecordId::new(),
                         envelope,
                         payload,
                         content_mac,
+                        idempotency_mac,
                     });
                 }
                 Err(v) => violations.extend(v.into_iter().map(|f| if single { f } else { f.at_item(i) })),
@@ -203,8 +209,12 @@ impl<S: RecordStore> IngestionService<S> {
                 None
             }
         });
+        let idempotency_mac = idempotency_key
+            .as_ref()
+            .map(|k| self.hasher.hash(MAC_IDEMPOTENCY, k.as_str().as_bytes()));
         Ok(Submission {
             receipt_id: ReceiptId::new(),
+            idempotency_mac,
             org_id: caller.org_id,
             system_id: caller.system_id,
             key_id: caller.key_id,

@@ -22,7 +22,7 @@ pub mod record {
         pub classification: String,
         pub priority: i16,
         pub form: String,
-        pub idempotency_key: Option<String>,
+        pub idempotency_mac: Option<Vec<u8>>,
         pub content_mac: Vec<u8>,
         pub key_id: Uuid,
         pub payload: Vec<u8>,
@@ -49,7 +49,7 @@ pub mod receipt {
         pub org_id: Uuid,
         pub system_id: Uuid,
         pub key_id: Option<Uuid>,
-        pub idempotency_key: Option<String>,
+        pub idempotency_mac: Option<Vec<u8>>,
         pub request_mac: Vec<u8>,
         pub content_hash: String,
         /// JSON array of record ids, in submission order.

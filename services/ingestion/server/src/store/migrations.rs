@@ -39,10 +39,10 @@ impl MigrationTrait for M0002Records {
             Index::create()
                 .if_not_exists()
                 .unique()
-                .name("receipts_org_idempotency_key")
+                .name("receipts_org_idempotency_mac")
                 .table(receipt::Entity)
                 .col(receipt::Column::OrgId)
-                .col(receipt::Column::IdempotencyKey)
+                .col(receipt::Column::IdempotencyMac)
                 .to_owned(),
         )
         .await?;
@@ -50,10 +50,10 @@ impl MigrationTrait for M0002Records {
             Index::create()
                 .if_not_exists()
                 .unique()
-                .name("records_org_idempotency_key")
+                .name("records_org_idempotency_mac")
                 .table(record::Entity)
                 .col(record::Column::OrgId)
-                .col(record::Column::IdempotencyKey)
+                .col(record::Column::IdempotencyMac)
                 .to_owned(),
         )
         .await

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use entities::{receipt, record};
 use etx_crypto::{Aad, CryptoError};
 use etx_domain::{
-    Category, Classification, ContentHash, Envelope, Form, IdempotencyKey, Method, OrgId, Period, Priority,
-    Provenance, ReceiptId, RecordId, SchemaVersion, SystemId,
+    Category, Classification, ContentHash, Envelope, Form, Method, OrgId, Period, Priority, Provenance,
+    ReceiptId, RecordId, SchemaVersion, SystemId,
 };
 use etx_ingestion_core::{
     Receipt, RecordStatus, RecordStore, StoreError, StoredRecord, Submission, SubmitError, SubmitOutcome,
@@ -175,12 +175,8 @@ fn to_stored(m: record::Model, payload: serde_json::Value) -> anyhow::Result<Sto
         priority: Priority::from_rank(u8::try_from(m.priority).unwrap_or(9))
             .ok_or_else(|| corrupt("priority"))?,
         form: Form::parse(&m.form).map_err(|_| corrupt("form"))?,
-        idempotency_key: m
-            .idempotency_key
-            .as_deref()
-            .map(IdempotencyKey::parse)
-            .transpose()
-            .map_err(|_| corrupt("key"))?,
+        // Only a keyed hash of the key is stored (R-SEC-5).
+        idempotency_key: None,
     };
     let method = if m.method == "batch" {
         Method::Batch
@@ -212,12 +208,8 @@ fn to_receipt(m: receipt::Model) -> anyhow::Result<Receipt> {
         record_ids: ids.into_iter().map(RecordId::from_uuid).collect(),
         received_at: m.received_at,
         content_hash: ContentHash::parse(&m.content_hash).map_err(|_| corrupt("content hash"))?,
-        idempotency_key: m
-            .idempotency_key
-            .as_deref()
-            .map(IdempotencyKey::parse)
-            .transpose()
-            .map_err(|_| corrupt("key"))?,
+        // Only a keyed hash of the key is stored (R-SEC-5).
+        idempotency_key: None,
     })
 }
 
@@ -385,19 +377,19 @@ async fn plan_group(txn: &DatabaseTransaction, jobs: &[Job]) -> Result<Vec<Plan>
     let mut cond = Condition::any();
     let mut any = false;
     for j in jobs {
-        if let Some(k) = &j.sub.idempotency_key {
+        if let Some(k) = &j.sub.idempotency_mac {
             any = true;
             cond = cond.add(
                 Condition::all()
                     .add(receipt::Column::OrgId.eq(j.sub.org_id.as_uuid()))
-                    .add(receipt::Column::IdempotencyKey.eq(k.as_str())),
+                    .add(receipt::Column::IdempotencyMac.eq(k.to_vec())),
             );
         }
     }
-    let mut receipts: HashMap<(uuid::Uuid, String), receipt::Model> = HashMap::new();
+    let mut receipts: HashMap<(uuid::Uuid, Vec<u8>), receipt::Model> = HashMap::new();
     if any {
         for m in receipt::Entity::find().filter(cond).all(txn).await? {
-            if let Some(k) = m.idempotency_key.clone() {
+            if let Some(k) = m.idempotency_mac.clone() {
                 receipts.insert((m.org_id, k), m);
             }
         }
@@ -407,26 +399,26 @@ async fn plan_group(txn: &DatabaseTransaction, jobs: &[Job]) -> Result<Vec<Plan>
     let mut any = false;
     for j in jobs {
         for r in &j.sub.records {
-            if let Some(k) = &r.envelope.idempotency_key {
+            if let Some(k) = &r.idempotency_mac {
                 any = true;
                 cond = cond.add(
                     Condition::all()
                         .add(record::Column::OrgId.eq(j.sub.org_id.as_uuid()))
-                        .add(record::Column::IdempotencyKey.eq(k.as_str())),
+                        .add(record::Column::IdempotencyMac.eq(k.to_vec())),
                 );
             }
         }
     }
-    let mut records: HashMap<(uuid::Uuid, String), (uuid::Uuid, Vec<u8>)> = HashMap::new();
+    let mut records: HashMap<(uuid::Uuid, Vec<u8>), (uuid::Uuid, Vec<u8>)> = HashMap::new();
     if any {
         let rows = record::Entity::find()
             .select_only()
             .column(record::Column::Id)
             .column(record::Column::OrgId)
-            .column(record::Column::IdempotencyKey)
+            .column(record::Column::IdempotencyMac)
             .column(record::Column::ContentMac)
             .filter(cond)
-            .into_tuple::<(uuid::Uuid, uuid::Uuid, Option<String>, Vec<u8>)>()
+            .into_tuple::<(uuid::Uuid, uuid::Uuid, Option<Vec<u8>>, Vec<u8>)>()
             .all(txn)
             .await?;
         for (id, org, key, mac) in rows {
@@ -439,12 +431,16 @@ async fn plan_group(txn: &DatabaseTransaction, jobs: &[Job]) -> Result<Vec<Plan>
     let mut plans = Vec::with_capacity(jobs.len());
     for j in jobs {
         let org = j.sub.org_id.as_uuid();
-        if let Some(k) = &j.sub.idempotency_key
-            && let Some(existing) = receipts.get(&(org, k.to_string()))
+        if let Some(k) = &j.sub.idempotency_mac
+            && let Some(existing) = receipts.get(&(org, k.to_vec()))
         {
             if existing.request_mac == j.sub.request_mac {
                 plans.push(match to_receipt(existing.clone()) {
-                    Ok(r) => Plan::Replay(r),
+                    // The submitter sent the key again: echo it.
+                    Ok(r) => Plan::Replay(Receipt {
+                        idempotency_key: j.sub.idempotency_key.clone(),
+                        ..r
+                    }),
                     Err(e) => return Err(DbErr::Custom(e.to_string())),
                 });
             } else {
@@ -456,12 +452,7 @@ async fn plan_group(txn: &DatabaseTransaction, jobs: &[Job]) -> Result<Vec<Plan>
         let mut new_records = Vec::with_capacity(j.sub.records.len());
         let mut conflict = false;
         for r in &j.sub.records {
-            match r
-                .envelope
-                .idempotency_key
-                .as_ref()
-                .and_then(|k| records.get(&(org, k.to_string())))
-            {
+            match r.idempotency_mac.and_then(|k| records.get(&(org, k.to_vec()))) {
                 Some((id, mac)) if mac.as_slice() == r.content_mac.as_slice() => {
                     ids.push(RecordId::from_uuid(*id));
                     new_records.push(false);
@@ -503,7 +494,7 @@ fn receipt_model(sub: &Submission, r: &Receipt) -> receipt::ActiveModel {
         org_id: Set(sub.org_id.as_uuid()),
         system_id: Set(sub.system_id.as_uuid()),
         key_id: Set(sub.key_id.map(|k| k.as_uuid())),
-        idempotency_key: Set(sub.idempotency_key.as_ref().map(|k| k.to_string())),
+        idempotency_mac: Set(sub.idempotency_mac.map(|m| m.to_vec())),
         request_mac: Set(sub.request_mac.to_vec()),
         content_hash: Set(sub.content_hash.to_string()),
         record_ids: Set(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into())),
@@ -530,7 +521,7 @@ fn record_model(
         classification: Set(r.envelope.classification.as_str().into()),
         priority: Set(i16::from(r.envelope.priority.rank())),
         form: Set(r.envelope.form.as_str().into()),
-        idempotency_key: Set(r.envelope.idempotency_key.as_ref().map(|k| k.to_string())),
+        idempotency_mac: Set(r.idempotency_mac.map(|m| m.to_vec())),
         content_mac: Set(r.content_mac.to_vec()),
         key_id: Set(key_id),
         payload: Set(sealed.to_vec()),
