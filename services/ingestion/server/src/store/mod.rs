@@ -18,7 +18,6 @@ use etx_ingestion_core::{
 };
 use etx_storage::{OutboxEntry, RelayHandle, insert_outbox};
 use keys::KeyManager;
-use sea_orm::sea_query::Condition;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect, Set,
 };
@@ -373,51 +372,50 @@ fn split_by_keys(jobs: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
 
 /// Decides, inside the transaction, what each job becomes.
 async fn plan_group(txn: &DatabaseTransaction, jobs: &[Job]) -> Result<Vec<Plan>, DbErr> {
-    // Existing receipts for submission keys.
-    let mut cond = Condition::any();
-    let mut any = false;
+    // One indexed lookup per table: `org_id IN (…) AND idempotency_mac IN (…)` walks the
+    // (org_id, idempotency_mac) unique index on both engines, where one OR-branch per job made
+    // the planners scan. Rows of other (org, key) pairs that the cross product lets through
+    // are ignored below.
+    let mut orgs = HashSet::new();
+    let mut sub_macs = Vec::new();
+    let mut rec_macs = Vec::new();
     for j in jobs {
         if let Some(k) = &j.sub.idempotency_mac {
-            any = true;
-            cond = cond.add(
-                Condition::all()
-                    .add(receipt::Column::OrgId.eq(j.sub.org_id.as_uuid()))
-                    .add(receipt::Column::IdempotencyMac.eq(k.to_vec())),
-            );
+            orgs.insert(j.sub.org_id.as_uuid());
+            sub_macs.push(k.to_vec());
         }
-    }
-    let mut receipts: HashMap<(uuid::Uuid, Vec<u8>), receipt::Model> = HashMap::new();
-    if any {
-        for m in receipt::Entity::find().filter(cond).all(txn).await? {
-            if let Some(k) = m.idempotency_mac.clone() {
-                receipts.insert((m.org_id, k), m);
+        for r in &j.sub.records {
+            if let Some(k) = &r.idempotency_mac {
+                orgs.insert(j.sub.org_id.as_uuid());
+                rec_macs.push(k.to_vec());
             }
         }
     }
-    // Existing records for record keys.
-    let mut cond = Condition::any();
-    let mut any = false;
-    for j in jobs {
-        for r in &j.sub.records {
-            if let Some(k) = &r.idempotency_mac {
-                any = true;
-                cond = cond.add(
-                    Condition::all()
-                        .add(record::Column::OrgId.eq(j.sub.org_id.as_uuid()))
-                        .add(record::Column::IdempotencyMac.eq(k.to_vec())),
-                );
+    let mut receipts: HashMap<(uuid::Uuid, Vec<u8>), receipt::Model> = HashMap::new();
+    if !sub_macs.is_empty() {
+        for chunk in sub_macs.chunks(500) {
+            let rows = receipt::Entity::find()
+                .filter(receipt::Column::OrgId.is_in(orgs.iter().copied()))
+                .filter(receipt::Column::IdempotencyMac.is_in(chunk.iter().cloned()))
+                .all(txn)
+                .await?;
+            for m in rows {
+                if let Some(k) = m.idempotency_mac.clone() {
+                    receipts.insert((m.org_id, k), m);
+                }
             }
         }
     }
     let mut records: HashMap<(uuid::Uuid, Vec<u8>), (uuid::Uuid, Vec<u8>)> = HashMap::new();
-    if any {
+    for chunk in rec_macs.chunks(500) {
         let rows = record::Entity::find()
             .select_only()
             .column(record::Column::Id)
             .column(record::Column::OrgId)
             .column(record::Column::IdempotencyMac)
             .column(record::Column::ContentMac)
-            .filter(cond)
+            .filter(record::Column::OrgId.is_in(orgs.iter().copied()))
+            .filter(record::Column::IdempotencyMac.is_in(chunk.iter().cloned()))
             .into_tuple::<(uuid::Uuid, uuid::Uuid, Option<Vec<u8>>, Vec<u8>)>()
             .all(txn)
             .await?;
