@@ -62,7 +62,13 @@ pub async fn insert_outbox<C: ConnectionTrait>(db: &C, entries: Vec<OutboxEntry>
         return Ok(());
     }
     let now = chrono::Utc::now();
-    let models = entries.into_iter().map(|e| entity::ActiveModel {
+    // Short statements on SQLite (sqlx binds its parameters by a linear name search).
+    let chunk_rows = if db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        64
+    } else {
+        1000
+    };
+    let mut models = entries.into_iter().map(|e| entity::ActiveModel {
         stream: Set(e.stream),
         msg_key: Set(e.key),
         priority: Set(i16::from(e.priority.rank())),
@@ -71,10 +77,15 @@ pub async fn insert_outbox<C: ConnectionTrait>(db: &C, entries: Vec<OutboxEntry>
         created_at: Set(now),
         ..Default::default()
     });
-    entity::Entity::insert_many(models)
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
+    loop {
+        let chunk: Vec<_> = models.by_ref().take(chunk_rows).collect();
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        entity::Entity::insert_many(chunk)
+            .exec_without_returning(db)
+            .await?;
+    }
 }
 
 /// The migration that creates the outbox table; services include it in their migrator.

@@ -323,12 +323,20 @@ impl Writer {
                 outbox.push(outbox_entry(&job.sub, r));
             }
         }
-        for chunk in receipts.chunks(500) {
+        // sqlx binds SQLite parameters by name with a linear search, so long multi-row
+        // statements cost O(n²) there: short chunks on SQLite, long ones on PostgreSQL.
+        let chunk_rows = if sea_orm::ConnectionTrait::get_database_backend(&txn) == sea_orm::DbBackend::Sqlite
+        {
+            32
+        } else {
+            500
+        };
+        for chunk in receipts.chunks(chunk_rows) {
             receipt::Entity::insert_many(chunk.to_vec())
                 .exec_without_returning(&txn)
                 .await?;
         }
-        for chunk in records.chunks(500) {
+        for chunk in records.chunks(chunk_rows) {
             record::Entity::insert_many(chunk.to_vec())
                 .exec_without_returning(&txn)
                 .await?;
