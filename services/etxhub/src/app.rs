@@ -116,7 +116,7 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
         let hasher = Arc::new(KeyedHasher::new(&secrets.hmac_key));
         let writers = match cfg.ingestion.writers {
             0 if cfg.is_sqlite() => 1,
-            0 => 4,
+            0 => 8,
             n => n,
         };
         let settings = IngestionSettings {
