@@ -46,6 +46,12 @@ struct Cli {
     /// Records per request (1 = one record object; more = a JSON array).
     #[arg(long, default_value_t = 1)]
     records_per_request: usize,
+    /// Open loop: total requests per second, spread evenly over the connections (0 = closed
+    /// loop: every connection sends its next request as soon as the previous one is answered).
+    /// Latency is then measured from each request's *scheduled* time, so a server that falls
+    /// behind is charged for the queueing it causes (no coordinated omission).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
     /// Per-request timeout in seconds (a timeout counts as an error).
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
@@ -94,6 +100,9 @@ struct Shared {
     run_id: String,
     measure_from: Instant,
     stop_at: Instant,
+    /// Open loop: the start and the per-connection interval between requests.
+    schedule: Option<(Instant, Duration)>,
+    connections: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -212,7 +221,16 @@ async fn worker(shared: Arc<Shared>, task: usize) -> TaskStats {
     let mut st = TaskStats::default();
     let mut seq: u64 = 0;
     loop {
-        let start = Instant::now();
+        let start = match shared.schedule {
+            None => Instant::now(),
+            Some((t0, every)) => {
+                // Connections are staggered across one interval.
+                let offset = every.mul_f64(task as f64 / shared.connections as f64);
+                let at = t0 + offset + every.mul_f64(seq as f64);
+                tokio::time::sleep_until(at.into()).await;
+                at
+            }
+        };
         if start >= shared.stop_at {
             break;
         }
@@ -308,6 +326,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         run_id: uuid::Uuid::now_v7().simple().to_string(),
         measure_from,
         stop_at,
+        schedule: (cli.rate > 0.0).then(|| (t0, Duration::from_secs_f64(cli.connections as f64 / cli.rate))),
+        connections: cli.connections,
     });
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..cli.connections {
@@ -368,6 +388,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         "url": base,
         "connections": cli.connections,
         "records_per_request": cli.records_per_request,
+        "rate": cli.rate,
         "warmup_secs": cli.warmup_secs,
         "measured_secs": round2(measured_secs),
         "requests": requests,
@@ -443,6 +464,8 @@ mod tests {
             run_id: "r".into(),
             measure_from: Instant::now(),
             stop_at: Instant::now(),
+            schedule: None,
+            connections: 1,
         };
         let a: serde_json::Value = serde_json::from_slice(&body_for(&shared, 1, 2)).unwrap();
         let b: serde_json::Value = serde_json::from_slice(&body_for(&shared, 2, 1)).unwrap();
