@@ -128,6 +128,7 @@ pub struct OutboxRelay {
     db: DatabaseConnection,
     queue: Arc<dyn Queue>,
     wake: Arc<Notify>,
+    stop: CancellationToken,
     batch: u64,
 }
 
@@ -158,7 +159,17 @@ impl OutboxRelay {
             db,
             queue,
             wake: Arc::new(Notify::new()),
+            stop: CancellationToken::new(),
             batch: 500,
+        }
+    }
+
+    /// The handle of this relay, available before it is started (a store needs it to wake the
+    /// relay, and the relay may only start once the outbox table exists).
+    pub fn handle(&self) -> RelayHandle {
+        RelayHandle {
+            wake: self.wake.clone(),
+            stop: self.stop.clone(),
         }
     }
 
@@ -237,11 +248,8 @@ impl OutboxRelay {
     /// outbox is empty, then sleeps until woken or for `poll`; on queue errors it backs off.
     /// When stopped it makes a last attempt to drain before returning.
     pub fn spawn(self, poll: Duration) -> (RelayHandle, tokio::task::JoinHandle<()>) {
-        let handle = RelayHandle {
-            wake: self.wake.clone(),
-            stop: CancellationToken::new(),
-        };
-        let stop = handle.stop.clone();
+        let handle = self.handle();
+        let stop = self.stop.clone();
         let task = tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {

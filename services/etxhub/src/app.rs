@@ -109,9 +109,8 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     let ingestion = if targets.contains("ingestion") {
         let queue = open_queue(cfg, &db).await?;
         readiness.add_queue(queue.clone());
-        // The relay reads the outbox table, so ingestion's migrations run first.
-        etx_ingestion::migrate(&db).await?;
-        let (handle, task) = OutboxRelay::new(db.clone(), queue).spawn(Duration::from_millis(200));
+        let outbox = OutboxRelay::new(db.clone(), queue);
+        let handle = outbox.handle();
         let ring = Arc::new(KeyRing::new(secrets.master.clone(), secrets.previous.clone()));
         let hasher = Arc::new(KeyedHasher::new(&secrets.hmac_key));
         let writers = match cfg.ingestion.writers {
@@ -125,8 +124,9 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
                 max_records: cfg.limits.max_records,
             },
         };
-        let app = AppIngestion::build(db.clone(), ring, hasher, Some(handle.clone()), settings).await?;
-        relay = Some((handle, task));
+        // Built first: it runs the migrations that create the outbox table the relay reads.
+        let app = AppIngestion::build(db.clone(), ring, hasher, Some(handle), settings).await?;
+        relay = Some(outbox.spawn(Duration::from_millis(200)));
         Some(web::Data::new(app))
     } else {
         None

@@ -126,6 +126,17 @@ impl TestApp {
     }
 }
 
+/// Starts another all-in-one server on `cfg` (e.g. the same database with other keys) and
+/// returns its base URL.
+pub async fn serve_all(cfg: &Config) -> String {
+    let running = etxhub::app::build(cfg, &etxhub::app::parse_targets("all").unwrap())
+        .await
+        .unwrap();
+    let base = format!("https://127.0.0.1:{}", running.addr.port());
+    tokio::spawn(running.server);
+    base
+}
+
 pub async fn onboard(cfg: &Config, code: &str, name: &str) -> String {
     let req = NewSource {
         org_code: OrgCode::parse(code).unwrap(),

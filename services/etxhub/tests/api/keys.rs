@@ -41,11 +41,7 @@ async fn records_stay_readable_after_the_master_key_is_rotated_and_the_old_one_r
     only_new.security.master_key = new2.into();
     only_new.security.master_key_id = "mk-new".into();
     only_new.security.previous_master_keys = vec![];
-    let running = etxhub::app::build(&only_new, &etxhub::app::parse_targets("all").unwrap())
-        .await
-        .unwrap();
-    let base = format!("https://127.0.0.1:{}", running.addr.port());
-    tokio::spawn(running.server);
+    let base = serve_all(&only_new).await;
     let got = app
         .client
         .get(format!("{base}/api/v1/records/{id}"))
@@ -82,11 +78,7 @@ async fn without_the_master_key_records_cannot_be_read() {
     let mut stranger = app.cfg.clone();
     stranger.security.master_key = etx_crypto::MasterKey::generate("mk-x").to_base64().into();
     stranger.security.master_key_id = "mk-x".into();
-    let running = etxhub::app::build(&stranger, &etxhub::app::parse_targets("all").unwrap())
-        .await
-        .unwrap();
-    let base = format!("https://127.0.0.1:{}", running.addr.port());
-    tokio::spawn(running.server);
+    let base = serve_all(&stranger).await;
     let got = app
         .client
         .get(format!("{base}/api/v1/records/{id}"))
