@@ -5,8 +5,10 @@
 //! Needs `cargo build -p etxhub` first, PostgreSQL and Redis (see `scripts/test`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod batch_crash;
 mod canary;
 mod common;
 mod crash;
 mod https;
 mod shutdown;
+mod soap_zeep;

@@ -53,11 +53,16 @@ pub enum ErrorCode {
     UntrustedCaller,
     /// Something unexpected; details are in the server log under the request id.
     Internal,
+    /// A batch's declared control totals (row count, SHA-256) do not match the file (R-REC):
+    /// nothing of the batch is kept.
+    ControlTotalMismatch,
+    /// The request body ended before it was complete, or could not be read.
+    IncompleteBody,
 }
 
 impl ErrorCode {
     /// Every code, for the catalogue test and the documentation.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 23] = [
         Self::MalformedJson,
         Self::MalformedXml,
         Self::XmlDtdForbidden,
@@ -79,6 +84,8 @@ impl ErrorCode {
         Self::BadGateway,
         Self::UntrustedCaller,
         Self::Internal,
+        Self::ControlTotalMismatch,
+        Self::IncompleteBody,
     ];
 
     /// The snake_case code.
@@ -218,6 +225,18 @@ impl ErrorCode {
                 500,
                 "Lỗi hệ thống; vui lòng liên hệ quản trị viên với mã yêu cầu",
                 "Internal error; please contact the operator with the request id",
+            ),
+            Self::ControlTotalMismatch => (
+                "control_total_mismatch",
+                422,
+                "Tổng kiểm soát của lô không khớp với tệp; không dòng nào được lưu",
+                "The batch's control totals do not match the file; no row was kept",
+            ),
+            Self::IncompleteBody => (
+                "incomplete_body",
+                400,
+                "Nội dung yêu cầu bị gián đoạn hoặc không đọc được",
+                "The request body was cut short or could not be read",
             ),
         }
     }

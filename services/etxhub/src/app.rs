@@ -89,8 +89,10 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
         &secrets.internal_secret,
         Duration::from_secs(cfg.security.principal_ttl_secs),
     );
+    // No total timeout: batch uploads and exports stream for minutes through the gateway. A
+    // peer that stops sending or answering for 60 s is given up on.
     let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(60))
         .connect_timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(256)
         .build()
@@ -122,6 +124,12 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
             writers,
             limits: Limits {
                 max_records: cfg.limits.max_records,
+            },
+            batch: etx_ingestion::batch::BatchSettings {
+                max_bytes: cfg.limits.max_batch_bytes,
+                lease: Duration::from_secs(cfg.ingestion.batch_lease_secs.max(3)),
+                rows_per_commit: cfg.ingestion.batch_rows_per_commit.clamp(1, 10_000),
+                workers: cfg.ingestion.batch_workers,
             },
         };
         // Built first: it runs the migrations that create the outbox table the relay reads.
@@ -174,6 +182,7 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     )));
     let limit = cfg.limits.max_body_bytes;
 
+    let soap_on = gateway || ingestion.is_some();
     let factory = move || {
         let mut api = web::scope("/api/v1");
         if let Some(id) = &identity {
@@ -187,6 +196,15 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
         if has_remote {
             api = api.default_service(web::to(etx_gateway::forward));
         }
+        // SOAP (R-ING-3): mounted like /api/v1 (same authentication, module, forwarding);
+        // every error of the scope is a SOAP fault.
+        let mut soap = web::scope("/soap/v1");
+        if let Some(ing) = &ingestion {
+            soap = soap.app_data(ing.clone()).configure(etx_ingestion::soap::routes);
+        }
+        if has_remote {
+            soap = soap.default_service(web::to(etx_gateway::forward));
+        }
         let mut app = App::new()
             .app_data(signer_data.clone())
             .app_data(readiness.clone())
@@ -199,11 +217,27 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
             .route("/readyz", web::get().to(health::readyz))
             .route("/api/v1/openapi.json", web::get().to(serve_openapi))
             .app_data(openapi.clone());
+        if soap_on {
+            // The WSDL is public: its GET resource comes before the authenticated scope.
+            app = app.route(
+                etx_ingestion::soap::PATH,
+                web::get().to(etx_ingestion::soap::wsdl),
+            );
+        }
         if let Some(idc) = &identity_client {
             app = app.app_data(idc.clone()).app_data(auth_cache.clone());
             app = app.service(api.wrap(from_fn(etx_gateway::authenticate)));
+            if soap_on {
+                app = app.service(
+                    soap.wrap(from_fn(etx_gateway::authenticate))
+                        .wrap(from_fn(etx_ingestion::soap::faults)),
+                );
+            }
         } else {
             app = app.service(api);
+            if soap_on {
+                app = app.service(soap.wrap(from_fn(etx_ingestion::soap::faults)));
+            }
         }
         if let Some(id) = &identity {
             app = app.service(

@@ -129,6 +129,8 @@ pub struct LimitsCfg {
     pub max_body_bytes: usize,
     /// Most records per real-time submission.
     pub max_records: usize,
+    /// Largest batch file.
+    pub max_batch_bytes: u64,
 }
 
 /// `[ingestion]`
@@ -136,6 +138,12 @@ pub struct LimitsCfg {
 pub struct IngestionCfg {
     /// Group-commit writers (0 = auto).
     pub writers: usize,
+    /// Batch worker tasks in this process.
+    pub batch_workers: usize,
+    /// Seconds a batch worker owns a batch without renewing its lease.
+    pub batch_lease_secs: u64,
+    /// Rows per transaction when storing a batch.
+    pub batch_rows_per_commit: usize,
 }
 
 /// `[upstreams]`

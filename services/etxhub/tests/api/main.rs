@@ -2,8 +2,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! (R-ING-1..5, R-SEC-1, R-SEC-3, R-SRC-2, R-I18N).
 
+mod batches;
+mod exports;
 mod helpers;
 mod ingestion;
 mod keys;
 mod platform;
 mod security;
+mod soap;

@@ -23,12 +23,19 @@ impl Upstream {
     }
 }
 
-/// The service owning an `/api/v1/...` path, by its first segment; `None` for unknown paths.
+/// The service owning an `/api/v1/...` path, by its first segment, or a `/soap/v1/<service>`
+/// endpoint (R-ING-3); `None` for unknown paths.
 pub fn route(path: &str) -> Option<Upstream> {
+    if let Some(rest) = path.strip_prefix("/soap/v1/") {
+        return match rest.split(['/', '?']).next().unwrap_or("") {
+            "ingestion" => Some(Upstream::Ingestion),
+            _ => None,
+        };
+    }
     let rest = path.strip_prefix("/api/v1/")?;
     let first = rest.split(['/', '?']).next().unwrap_or("");
     match first {
-        "records" | "receipts" | "schemas" => Some(Upstream::Ingestion),
+        "records" | "receipts" | "schemas" | "batches" | "exports" => Some(Upstream::Ingestion),
         "keys" | "systems" | "organisations" => Some(Upstream::Identity),
         _ => None,
     }
@@ -100,6 +107,15 @@ mod tests {
         assert_eq!(route("/api/v1/recordsx"), None);
         assert_eq!(route("/api/v2/records"), None);
         assert_eq!(route("/internal/v1/authenticate"), None);
+    }
+
+    #[test]
+    fn the_soap_endpoint_routes_to_ingestion() {
+        assert_eq!(route("/soap/v1/ingestion"), Some(Upstream::Ingestion));
+        assert_eq!(route("/soap/v1/ingestion?wsdl"), Some(Upstream::Ingestion));
+        assert_eq!(route("/soap/v1/identity"), None);
+        assert_eq!(route("/soap/v1/ingestionx"), None);
+        assert_eq!(route("/soap/v2/ingestion"), None);
     }
 
     #[test]

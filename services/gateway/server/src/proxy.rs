@@ -4,9 +4,11 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use bytes::Bytes;
 use etx_domain::ErrorCode;
 use etx_gateway_core::{Upstream, route};
 use etx_http_kit::{ApiError, PRINCIPAL_HEADER, Principal, PrincipalSigner};
+use futures_util::StreamExt;
 use std::collections::HashMap;
 
 /// Where each service lives, and how to reach it.
@@ -48,10 +50,12 @@ const HOP_BY_HOP: &[&str] = &[
     PRINCIPAL_HEADER,
 ];
 
-/// Forwards an authenticated `/api/v1/**` request to the service that owns its path.
+/// Forwards an authenticated `/api/v1/**` request to the service that owns its path. Bodies
+/// are streamed both ways, so a 1 GiB batch upload or a large export never sits in the
+/// gateway's memory; the owning service enforces its own size limits.
 pub async fn forward(
     req: HttpRequest,
-    body: web::Bytes,
+    mut payload: web::Payload,
     proxy: web::Data<Proxy>,
 ) -> Result<HttpResponse, ApiError> {
     let principal = req
@@ -81,8 +85,51 @@ pub async fn forward(
         out = out.header("x-forwarded-for", ip.as_str());
     }
     out = out.header(PRINCIPAL_HEADER, proxy.signer.sign(&principal));
-    let resp = out.body(body.to_vec()).send().await.map_err(|e| {
-        tracing::warn!(error = %e, upstream = upstream.target(), "upstream unreachable");
+    // Small bodies with a declared length (real-time submissions) go in one piece.
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(len) = declared
+        && len <= SMALL_BODY
+    {
+        let mut buf = Vec::with_capacity(len);
+        while let Some(piece) = payload.next().await {
+            let piece = piece.map_err(|e| ApiError::from_payload_error(&e))?;
+            if buf.len() + piece.len() > SMALL_BODY {
+                return Err(ApiError::new(ErrorCode::IncompleteBody)
+                    .with_detail("body longer than its Content-Length"));
+            }
+            buf.extend_from_slice(&piece);
+        }
+        return relay(out.body(buf).send().await, upstream.target());
+    }
+    // actix's payload lives on this thread; it is pumped into a channel that reqwest's body
+    // reads, both driven by this handler's future.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    let send = out.body(reqwest::Body::wrap_stream(body)).send();
+    let pump = async move {
+        while let Some(piece) = payload.next().await {
+            let item = piece.map_err(|e| std::io::Error::other(e.to_string()));
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    };
+    let (resp, ()) = futures_util::future::join(send, pump).await;
+    relay(resp, upstream.target())
+}
+
+/// Bodies up to this size with a `Content-Length` are forwarded in one piece.
+const SMALL_BODY: usize = 64 * 1024;
+
+/// Streams the upstream's answer back to the caller.
+fn relay(resp: reqwest::Result<reqwest::Response>, target: &'static str) -> Result<HttpResponse, ApiError> {
+    let resp = resp.map_err(|e| {
+        tracing::warn!(error = %e, upstream = target, "upstream unreachable");
         ApiError::new(ErrorCode::ServiceUnavailable)
     })?;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -93,9 +140,11 @@ pub async fn forward(
         }
         builder.append_header((name.as_str(), value.as_bytes()));
     }
-    let bytes = resp.bytes().await.map_err(|e| {
-        tracing::warn!(error = %e, upstream = upstream.target(), "upstream answer cut short");
-        ApiError::new(ErrorCode::BadGateway)
-    })?;
-    Ok(builder.body(bytes.to_vec()))
+    let stream = resp.bytes_stream().map(move |r| {
+        r.map_err(|e| {
+            tracing::warn!(error = %e, upstream = target, "upstream answer cut short");
+            std::io::Error::other("upstream answer cut short")
+        })
+    });
+    Ok(builder.streaming(stream))
 }

@@ -2,6 +2,7 @@
 //! canonical hashing for idempotency, and the submit/read use cases over a record-store port.
 //! No HTTP, no database: those are the server crate's adapters.
 
+pub mod batch;
 pub mod canonical;
 pub mod model;
 pub mod ports;

@@ -147,12 +147,12 @@ fn malformed(line: Option<usize>, reason: impl Into<String>) -> XmlError {
 
 /// One element of the parsed document (local name, children, concatenated text).
 #[derive(Debug, Default)]
-struct Element {
-    name: String,
-    children: Vec<Element>,
-    text: String,
+pub(crate) struct Element {
+    pub(crate) name: String,
+    pub(crate) children: Vec<Element>,
+    pub(crate) text: String,
     /// Byte offset of the start tag (lines are computed only for errors).
-    offset: u64,
+    pub(crate) offset: u64,
 }
 
 /// 1-based line of a byte offset.
@@ -162,7 +162,7 @@ fn line_at(bytes: &[u8], offset: u64) -> usize {
 }
 
 /// Whether a character may appear in an XML 1.0 document.
-fn is_xml_char(c: char) -> bool {
+pub(crate) fn is_xml_char(c: char) -> bool {
     matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
 }
 
@@ -192,7 +192,7 @@ fn decode(xml: &[u8]) -> Result<&str, XmlError> {
 }
 
 /// Markup declarations that only appear in a DTD.
-fn is_dtd_markup(rest: &[u8]) -> bool {
+pub(crate) fn is_dtd_markup(rest: &[u8]) -> bool {
     const DECLS: [&[u8]; 5] = [
         b"<!DOCTYPE",
         b"<!ENTITY",
@@ -207,18 +207,27 @@ fn is_dtd_markup(rest: &[u8]) -> bool {
 
 /// Maps a quick-xml error to ours, without quoting the document.
 fn reader_error(err: &quick_xml::Error, bytes: &[u8], pos: u64) -> XmlError {
-    use quick_xml::errors::{IllFormedError, SyntaxError};
     let at = usize::try_from(pos).unwrap_or(usize::MAX).min(bytes.len());
     if is_dtd_markup(&bytes[at..]) {
         return XmlError::DtdForbidden;
     }
-    let reason = match err {
+    match error_reason(err) {
+        Some(reason) => malformed(Some(line_at(bytes, pos)), reason),
+        None => XmlError::DtdForbidden,
+    }
+}
+
+/// What a quick-xml error means, in English and without quoting the document; `None` when
+/// the error comes from a DTD (an unclosed or nameless `<!DOCTYPE`).
+pub(crate) fn error_reason(err: &quick_xml::Error) -> Option<&'static str> {
+    use quick_xml::errors::{IllFormedError, SyntaxError};
+    Some(match err {
         quick_xml::Error::Syntax(s) => match s {
             SyntaxError::InvalidBangMarkup => "unknown markup starting with <!",
             SyntaxError::UnclosedPI => "unclosed processing instruction",
             SyntaxError::UnclosedXmlDecl => "unclosed XML declaration",
             SyntaxError::UnclosedComment => "unclosed comment",
-            SyntaxError::UnclosedDoctype => return XmlError::DtdForbidden,
+            SyntaxError::UnclosedDoctype => return None,
             SyntaxError::UnclosedCData => "unclosed CDATA section",
             SyntaxError::UnclosedTag => "unclosed tag",
             _ => "syntax error",
@@ -227,7 +236,7 @@ fn reader_error(err: &quick_xml::Error, bytes: &[u8], pos: u64) -> XmlError {
             IllFormedError::MissingDeclVersion(_) | IllFormedError::UnknownVersion => {
                 "the XML declaration must give version 1.0 or 1.1"
             }
-            IllFormedError::MissingDoctypeName => return XmlError::DtdForbidden,
+            IllFormedError::MissingDoctypeName => return None,
             IllFormedError::MissingEndTag(_) => "an element is not closed",
             IllFormedError::UnmatchedEndTag(_) => "an end tag has no start tag",
             IllFormedError::MismatchedEndTag { .. } => "an end tag does not match its start tag",
@@ -239,17 +248,16 @@ fn reader_error(err: &quick_xml::Error, bytes: &[u8], pos: u64) -> XmlError {
         quick_xml::Error::Escape(_) => "invalid entity or character reference",
         quick_xml::Error::Namespace(_) => "invalid namespace",
         _ => "cannot read the document",
-    };
-    malformed(Some(line_at(bytes, pos)), reason)
+    })
 }
 
 /// Strips a namespace prefix.
-fn local(name: &str) -> &str {
+pub(crate) fn local(name: &str) -> &str {
     name.rsplit_once(':').map_or(name, |(_, l)| l)
 }
 
 /// Resolves a general entity reference: the five predefined ones and character references.
-fn resolve_ref(name: &str) -> Option<char> {
+pub(crate) fn resolve_ref(name: &str) -> Option<char> {
     match name {
         "lt" => Some('<'),
         "gt" => Some('>'),
@@ -433,7 +441,7 @@ fn append_text(stack: &mut [Element], content: &str, bytes: &[u8], pos: u64) -> 
 }
 
 /// Converts one `<record>` into the JSON item shape of `parse_item`.
-fn record_to_json(reg: &SchemaRegistry, record: &Element) -> Value {
+pub(crate) fn record_to_json(reg: &SchemaRegistry, record: &Element) -> Value {
     let text_of = |name: &str| {
         record
             .children
@@ -557,7 +565,7 @@ fn payload_value(
 }
 
 /// An XML Schema-style integer: optional sign, digits (a `.0`-less decimal).
-fn parse_integer(s: &str) -> Option<Value> {
+pub(crate) fn parse_integer(s: &str) -> Option<Value> {
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -570,7 +578,7 @@ fn parse_integer(s: &str) -> Option<Value> {
 }
 
 /// A decimal or scientific number; integers stay integers so XML and JSON twins are equal.
-fn parse_number(s: &str) -> Option<Value> {
+pub(crate) fn parse_number(s: &str) -> Option<Value> {
     if let Some(v) = parse_integer(s) {
         return Some(v);
     }
@@ -585,6 +593,291 @@ fn parse_number(s: &str) -> Option<Value> {
         .ok()
         .and_then(Number::from_f64)
         .map(Value::Number)
+}
+
+// --- Namespace-aware documents (SOAP envelopes, R-ING-3) -------------------------------------
+
+/// An attribute of an [`XmlNode`]. Namespace declarations (`xmlns`, `xmlns:p`) are not listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XmlAttribute {
+    /// Namespace URI (an attribute without a prefix has none).
+    pub namespace: Option<String>,
+    /// Local name.
+    pub name: String,
+    /// Value, normalised, with the predefined entities and character references resolved.
+    pub value: String,
+}
+
+/// An element of a document read by [`parse_document`]: the same tree [`parse_records`]
+/// builds, plus each element's namespace, attributes and line, for envelopes that carry
+/// records (SOAP).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct XmlNode {
+    /// Namespace URI of the element, when it is in one.
+    pub namespace: Option<String>,
+    /// Local name (prefix removed).
+    pub name: String,
+    /// Attributes, in document order.
+    pub attributes: Vec<XmlAttribute>,
+    /// Child elements, in document order.
+    pub children: Vec<XmlNode>,
+    /// The element's own text (character data and CDATA, references resolved).
+    pub text: String,
+    /// 1-based line of the start tag.
+    pub line: usize,
+}
+
+impl XmlNode {
+    /// Whether the element is `{namespace}name`.
+    pub fn is(&self, namespace: &str, name: &str) -> bool {
+        self.name == name && self.namespace.as_deref() == Some(namespace)
+    }
+
+    /// The first child element with this local name (any namespace).
+    pub fn child(&self, name: &str) -> Option<&XmlNode> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    /// The value of attribute `{namespace}name` (`None` namespace: an unprefixed attribute).
+    pub fn attribute(&self, namespace: Option<&str>, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|a| a.name == name && a.namespace.as_deref() == namespace)
+            .map(|a| a.value.as_str())
+    }
+}
+
+/// Parses a whole document with the default limits, keeping namespaces and attributes.
+/// Every safety rule of [`parse_records`] applies (no DTD, no entity declarations, no custom
+/// entities, no processing instructions, UTF-8 only, bounded depth and size).
+pub fn parse_document(xml: &[u8]) -> Result<XmlNode, XmlError> {
+    parse_document_with(xml, XmlLimits::default())
+}
+
+/// [`parse_document`] with explicit limits.
+pub fn parse_document_with(xml: &[u8], limits: XmlLimits) -> Result<XmlNode, XmlError> {
+    let text = decode(xml)?;
+    // The hardened reader decides what is accepted; the second pass only adds the namespace
+    // facts of the (by then known to be safe) document, element by element in document order.
+    let root = parse_tree(text, limits)?;
+    let mut facts = namespace_facts(text)?.into_iter();
+    let node = attach(root, &mut facts)?;
+    if facts.next().is_some() {
+        return Err(malformed(None, "cannot read the document"));
+    }
+    Ok(node)
+}
+
+/// Converts a `<records>` element (or a single `<record>`) of a [`parse_document`] tree into
+/// items exactly as [`parse_records`] converts a document root: `single` is `true` only for a
+/// `<record>`.
+pub fn records_in(reg: &SchemaRegistry, node: &XmlNode) -> Result<XmlItems, XmlError> {
+    match node.name.as_str() {
+        "records" => {
+            let mut items = Vec::with_capacity(node.children.len());
+            for child in &node.children {
+                if child.name != "record" {
+                    return Err(malformed(
+                        Some(child.line),
+                        "expected only <record> elements inside <records>",
+                    ));
+                }
+                items.push(record_to_json(reg, &to_element(child)));
+            }
+            if !node.text.trim().is_empty() {
+                return Err(malformed(Some(node.line), "unexpected text inside <records>"));
+            }
+            Ok(XmlItems { single: false, items })
+        }
+        "record" => Ok(XmlItems {
+            single: true,
+            items: vec![record_to_json(reg, &to_element(node))],
+        }),
+        _ => Err(malformed(Some(node.line), "expected <records> or <record>")),
+    }
+}
+
+fn to_element(node: &XmlNode) -> Element {
+    Element {
+        name: node.name.clone(),
+        children: node.children.iter().map(to_element).collect(),
+        text: node.text.clone(),
+        ..Element::default()
+    }
+}
+
+/// What the namespace-aware pass learns about one element.
+struct NodeFacts {
+    name: String,
+    namespace: Option<String>,
+    attributes: Vec<XmlAttribute>,
+    line: usize,
+}
+
+fn bound(r: quick_xml::name::ResolveResult<'_>) -> Option<String> {
+    match r {
+        quick_xml::name::ResolveResult::Bound(ns) => Some(AsRef::<str>::as_ref(&ns).to_owned()),
+        _ => None,
+    }
+}
+
+/// Namespace, attributes and line of every element, in document order (start tags).
+fn namespace_facts(text: &str) -> Result<Vec<NodeFacts>, XmlError> {
+    let bytes = text.as_bytes();
+    let mut reader = quick_xml::reader::NsReader::from_str(text);
+    let mut out = Vec::new();
+    let (mut line, mut counted) = (1usize, 0usize);
+    loop {
+        let pos = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+        let event = match reader.read_event() {
+            Ok(ev) => ev,
+            Err(err) => return Err(reader_error(&err, bytes, reader.error_position())),
+        };
+        let (Event::Start(e) | Event::Empty(e)) = event else {
+            if matches!(event, Event::Eof) {
+                break;
+            }
+            continue;
+        };
+        let at = pos.min(bytes.len()).max(counted);
+        line += bytes[counted..at].iter().filter(|b| **b == b'\n').count();
+        counted = at;
+        let (ns, local_name) = reader.resolver().resolve_element(e.name());
+        let mut attributes = Vec::new();
+        for attr in e.attributes() {
+            let attr = attr.map_err(|_| malformed(Some(line), "malformed attribute"))?;
+            if attr.key.as_namespace_binding().is_some() {
+                continue;
+            }
+            let (ans, alocal) = reader.resolver().resolve_attribute(attr.key);
+            let value = attr
+                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .map_err(|_| {
+                    malformed(
+                        Some(line),
+                        "invalid entity or character reference in an attribute",
+                    )
+                })?;
+            attributes.push(XmlAttribute {
+                namespace: bound(ans),
+                name: AsRef::<str>::as_ref(&alocal).to_owned(),
+                value: value.into_owned(),
+            });
+        }
+        out.push(NodeFacts {
+            name: AsRef::<str>::as_ref(&local_name).to_owned(),
+            namespace: bound(ns),
+            attributes,
+            line,
+        });
+    }
+    Ok(out)
+}
+
+/// Joins the hardened tree with the namespace facts (both in document order).
+fn attach(el: Element, facts: &mut impl Iterator<Item = NodeFacts>) -> Result<XmlNode, XmlError> {
+    let f = facts
+        .next()
+        .filter(|f| f.name == el.name)
+        .ok_or_else(|| malformed(None, "cannot read the document"))?;
+    let mut children = Vec::with_capacity(el.children.len());
+    for c in el.children {
+        children.push(attach(c, facts)?);
+    }
+    Ok(XmlNode {
+        namespace: f.namespace,
+        name: el.name,
+        attributes: f.attributes,
+        children,
+        text: el.text,
+        line: f.line,
+    })
+}
+
+#[cfg(test)]
+mod document_tests {
+    use super::*;
+
+    const SOAP11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+
+    #[test]
+    fn namespaces_attributes_and_lines_are_kept() {
+        let doc = br#"<?xml version="1.0" encoding="UTF-8"?>
+<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">
+  <s:Header><h:Trace xmlns:h="urn:x" s:mustUnderstand="1" a="x &amp; y"/></s:Header>
+  <s:Body>
+    <GetReceipt xmlns="urn:etxhub:soap:ingestion:v1"><receipt_id>abc</receipt_id></GetReceipt>
+  </s:Body>
+</s:Envelope>"#;
+        let root = parse_document(doc).unwrap_or_default();
+        assert!(root.is(SOAP11, "Envelope"));
+        assert_eq!(root.line, 2);
+        let header = root.child("Header").cloned().unwrap_or_default();
+        let block = &header.children[0];
+        assert!(block.is("urn:x", "Trace"));
+        assert_eq!(block.attribute(Some(SOAP11), "mustUnderstand"), Some("1"));
+        assert_eq!(block.attribute(None, "a"), Some("x & y"));
+        assert_eq!(block.attributes.len(), 2, "xmlns declarations are not attributes");
+        let body = root.child("Body").cloned().unwrap_or_default();
+        let op = &body.children[0];
+        assert!(op.is("urn:etxhub:soap:ingestion:v1", "GetReceipt"));
+        assert_eq!(op.line, 5);
+        assert!(op.children[0].is("urn:etxhub:soap:ingestion:v1", "receipt_id"));
+        assert_eq!(op.children[0].text, "abc");
+    }
+
+    #[test]
+    fn records_inside_an_envelope_convert_like_a_document_of_their_own() {
+        let reg = SchemaRegistry::load().unwrap_or_else(|e| panic!("{e}"));
+        let example = include_str!(
+            "../../../../contracts/examples/records/statistics/02-failed-public-services-hanoi.xml"
+        );
+        let records = example
+            .split_once("<records")
+            .map(|(_, r)| format!("<records{r}"))
+            .unwrap_or_default();
+        let envelope = format!(
+            "<s:Envelope xmlns:s=\"{SOAP11}\"><s:Body><SubmitRecords xmlns=\"urn:etxhub:soap:ingestion:v1\">{records}</SubmitRecords></s:Body></s:Envelope>"
+        );
+        let root = parse_document(envelope.as_bytes()).unwrap_or_default();
+        let node = root.children[0].children[0]
+            .child("records")
+            .cloned()
+            .unwrap_or_default();
+        let inner = records_in(&reg, &node).unwrap_or_else(|e| panic!("{e}"));
+        let alone = parse_records(&reg, example.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(inner, alone);
+        assert!(!inner.items.is_empty());
+        let single = records_in(&reg, &node.children[0]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(single.single);
+        assert_eq!(single.items[0], alone.items[0]);
+        assert!(matches!(
+            records_in(&reg, &root),
+            Err(XmlError::Malformed { line: Some(1), .. })
+        ));
+    }
+
+    #[test]
+    fn the_same_safety_rules_apply() {
+        let xxe = br#"<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>"#;
+        assert_eq!(parse_document(xxe), Err(XmlError::DtdForbidden));
+        assert!(matches!(
+            parse_document(b"<r>&x;</r>"),
+            Err(XmlError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse_document(b"<r a=\"&x;\"/>"),
+            Err(XmlError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse_document(b"<r><a></r>"),
+            Err(XmlError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse_document(b"<?pi x?><r/>"),
+            Err(XmlError::Malformed { .. })
+        ));
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! The ingestion service (R-ING-1..5, R-SEC-5): real-time submissions over REST in JSON and
 //! XML, durably stored encrypted with group commit, announced through the outbox.
 
+pub mod batch;
+pub mod export;
 pub mod http;
+pub mod soap;
 pub mod store;
 
 use etx_crypto::{KeyRing, KeyedHasher};
@@ -16,9 +19,13 @@ pub use store::{SeaRecordStore, keys::KeyManager};
 #[derive(Debug)]
 pub struct AppIngestion {
     /// The use cases.
-    pub service: IngestionService<SeaRecordStore>,
+    pub service: Arc<IngestionService<SeaRecordStore>>,
+    /// The batch use cases (issue 3).
+    pub batches: batch::Batches,
     /// Key management (for `etxhub keys rotate`).
     pub keys: KeyManager,
+    /// Exports of a source's own records (issue 3 §8).
+    pub exports: export::Exporter,
 }
 
 /// Settings of the module.
@@ -28,6 +35,8 @@ pub struct IngestionSettings {
     pub writers: usize,
     /// Real-time limits.
     pub limits: Limits,
+    /// Batch processing.
+    pub batch: batch::BatchSettings,
 }
 
 impl AppIngestion {
@@ -42,11 +51,17 @@ impl AppIngestion {
         migrate(&db).await?;
         let keys = KeyManager::new(db.clone(), ring);
         keys.rotate().await?;
+        let exports = export::Exporter::new(db.clone(), keys.clone());
         let schemas = Arc::new(SchemaRegistry::load()?);
-        let store = SeaRecordStore::start(db, keys.clone(), relay, settings.writers);
+        let store = SeaRecordStore::start(db.clone(), keys.clone(), relay.clone(), settings.writers);
+        let service = Arc::new(IngestionService::new(store, schemas, hasher, settings.limits));
+        let batches = batch::Batches::new(db, keys.clone(), service.clone(), relay, settings.batch);
+        batches.start_workers();
         Ok(Self {
-            service: IngestionService::new(store, schemas, hasher, settings.limits),
+            service,
+            batches,
             keys,
+            exports,
         })
     }
 }
@@ -59,5 +74,8 @@ pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
 
 /// Ingestion's part of the OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    <http::IngestionDoc as utoipa::OpenApi>::openapi()
+    let mut doc = <http::IngestionDoc as utoipa::OpenApi>::openapi();
+    doc.merge(<batch::http::BatchDoc as utoipa::OpenApi>::openapi());
+    doc.merge(<export::ExportDoc as utoipa::OpenApi>::openapi());
+    doc
 }

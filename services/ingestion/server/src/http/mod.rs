@@ -248,7 +248,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/records/{id}", web::get().to(get_record))
         .route("/receipts/{id}", web::get().to(get_receipt))
         .route("/schemas", web::get().to(list_schemas))
-        .route("/schemas/{category}/{version}", web::get().to(get_schema));
+        .route("/schemas/{category}/{version}", web::get().to(get_schema))
+        .route("/exports/records", web::get().to(crate::export::export_records));
+    crate::batch::http::routes(cfg);
 }
 
 /// Ingestion's part of the OpenAPI document.

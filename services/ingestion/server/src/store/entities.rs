@@ -85,3 +85,97 @@ pub mod data_key {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Batches (issue 3): one row per uploaded file, with its state, counts and processing lease.
+pub mod batch {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "batches")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub org_id: Uuid,
+        pub system_id: Uuid,
+        pub key_id: Option<Uuid>,
+        pub receipt_id: Option<Uuid>,
+        pub format: String,
+        pub dry_run: bool,
+        /// JSON object of the envelope defaults.
+        #[sea_orm(column_type = "Text")]
+        pub defaults: String,
+        pub declared_rows: Option<i64>,
+        pub declared_sha256: Option<String>,
+        pub sha256: String,
+        /// Keyed hash of org + file + parameters: re-uploading the same is a replay.
+        pub file_mac: Vec<u8>,
+        pub size_bytes: i64,
+        pub chunks: i32,
+        #[sea_orm(indexed)]
+        pub state: String,
+        pub total: i64,
+        pub accepted: i64,
+        pub rejected: i64,
+        pub duplicate: i64,
+        /// Rows before this one (1-based) are done (storing checkpoint).
+        pub next_row: i64,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub reject_reason: Option<String>,
+        pub lease_owner: Option<String>,
+        pub lease_until: Option<ChronoDateTimeUtc>,
+        pub attempts: i32,
+        pub received_at: ChronoDateTimeUtc,
+        pub started_at: Option<ChronoDateTimeUtc>,
+        pub finished_at: Option<ChronoDateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The uploaded file of a batch, in encrypted chunks of up to 1 MiB.
+pub mod batch_chunk {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "batch_chunks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub batch_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i32,
+        pub data: Vec<u8>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Refused rows of a batch: one line per violation.
+pub mod batch_error {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "batch_errors")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub batch_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub row: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i32,
+        pub line: i64,
+        pub path: String,
+        pub code: String,
+        pub detail: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

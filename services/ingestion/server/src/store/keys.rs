@@ -90,6 +90,18 @@ impl KeyManager {
         Ok(true)
     }
 
+    /// Decrypts `blob`, loading its data key from the database first when this process has not
+    /// seen it (data written by another process or before a restart).
+    pub async fn decrypt(&self, aad: &etx_crypto::Aad, blob: &[u8]) -> anyhow::Result<Vec<u8>> {
+        match self.ring.decrypt(aad, blob) {
+            Err(CryptoError::UnknownDataKey(k)) => {
+                self.load(k).await?;
+                Ok(self.ring.decrypt(aad, blob)?)
+            }
+            other => Ok(other?),
+        }
+    }
+
     /// Re-wraps every stored data key under the active master key (master-key rotation without
     /// downtime: data is not re-encrypted, old master keys can then be retired from config).
     /// Returns how many keys were re-wrapped.

@@ -1,6 +1,6 @@
 //! Ingestion's schema migrations, in their own `ingestion_migrations` table.
 
-use super::entities::{data_key, receipt, record};
+use super::entities::{batch, batch_chunk, batch_error, data_key, receipt, record};
 use etx_storage::OutboxMigration;
 use sea_orm::DbErr;
 use sea_orm::sea_query::{Alias, Index, IntoIden};
@@ -12,7 +12,11 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(OutboxMigration), Box::new(M0002Records)]
+        vec![
+            Box::new(OutboxMigration),
+            Box::new(M0002Records),
+            Box::new(M0003Batches),
+        ]
     }
 
     fn migration_table_name() -> sea_orm::DynIden {
@@ -54,6 +58,47 @@ impl MigrationTrait for M0002Records {
                 .table(record::Entity)
                 .col(record::Column::OrgId)
                 .col(record::Column::IdempotencyMac)
+                .to_owned(),
+        )
+        .await
+    }
+}
+
+struct M0003Batches;
+
+impl MigrationName for M0003Batches {
+    fn name(&self) -> &str {
+        "ingestion_m0003_batches"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0003Batches {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        etx_storage::create_entity_table(m, batch::Entity).await?;
+        etx_storage::create_entity_table(m, batch_chunk::Entity).await?;
+        etx_storage::create_entity_table(m, batch_error::Entity).await?;
+        // Exports page through an organisation's records by (received_at, id) (issue 3 §8).
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("records_org_received_at_id")
+                .table(record::Entity)
+                .col(record::Column::OrgId)
+                .col(record::Column::ReceivedAt)
+                .col(record::Column::Id)
+                .to_owned(),
+        )
+        .await?;
+        // Re-uploading the same file with the same parameters is a replay (issue 3 §5).
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .unique()
+                .name("batches_org_file_mac")
+                .table(batch::Entity)
+                .col(batch::Column::OrgId)
+                .col(batch::Column::FileMac)
                 .to_owned(),
         )
         .await

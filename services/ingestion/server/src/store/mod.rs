@@ -323,14 +323,7 @@ impl Writer {
                 outbox.push(outbox_entry(&job.sub, r));
             }
         }
-        // sqlx binds SQLite parameters by name with a linear search, so long multi-row
-        // statements cost O(n²) there: short chunks on SQLite, long ones on PostgreSQL.
-        let chunk_rows = if sea_orm::ConnectionTrait::get_database_backend(&txn) == sea_orm::DbBackend::Sqlite
-        {
-            32
-        } else {
-            500
-        };
+        let chunk_rows = rows_per_insert(&txn);
         for chunk in receipts.chunks(chunk_rows) {
             receipt::Entity::insert_many(chunk.to_vec())
                 .exec_without_returning(&txn)
@@ -344,6 +337,16 @@ impl Writer {
         insert_outbox(&txn, outbox).await?;
         txn.commit().await?;
         Ok(plans)
+    }
+}
+
+/// Rows per multi-row `INSERT`: sqlx binds SQLite parameters by name with a linear search, so
+/// long multi-row statements cost O(n²) there: short chunks on SQLite, long ones on PostgreSQL.
+pub(crate) fn rows_per_insert(c: &impl sea_orm::ConnectionTrait) -> usize {
+    if c.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        32
+    } else {
+        500
     }
 }
 
@@ -509,17 +512,49 @@ fn receipt_model(sub: &Submission, r: &Receipt) -> receipt::ActiveModel {
     }
 }
 
+/// Where a stored record came from: what its row and its announcement share.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowMeta {
+    pub org_id: OrgId,
+    pub system_id: SystemId,
+    pub receipt_id: ReceiptId,
+    pub method: Method,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl RowMeta {
+    fn of(sub: &Submission) -> Self {
+        Self {
+            org_id: sub.org_id,
+            system_id: sub.system_id,
+            receipt_id: sub.receipt_id,
+            method: sub.method,
+            received_at: sub.received_at,
+        }
+    }
+}
+
 fn record_model(
     sub: &Submission,
     r: &etx_ingestion_core::NewRecord,
     sealed: &[u8],
     key_id: uuid::Uuid,
 ) -> record::ActiveModel {
+    record_row(&RowMeta::of(sub), r, sealed, key_id)
+}
+
+/// The `records` row of a validated record whose payload is already sealed.
+pub(crate) fn record_row(
+    meta: &RowMeta,
+    r: &etx_ingestion_core::NewRecord,
+    sealed: &[u8],
+    key_id: uuid::Uuid,
+) -> record::ActiveModel {
     record::ActiveModel {
         id: Set(r.id.as_uuid()),
-        org_id: Set(sub.org_id.as_uuid()),
-        system_id: Set(sub.system_id.as_uuid()),
-        receipt_id: Set(sub.receipt_id.as_uuid()),
+        org_id: Set(meta.org_id.as_uuid()),
+        system_id: Set(meta.system_id.as_uuid()),
+        receipt_id: Set(meta.receipt_id.as_uuid()),
         category: Set(r.envelope.category.as_str().into()),
         schema_version: Set(i32::from(r.envelope.schema_version.number())),
         period: Set(r.envelope.period.to_string()),
@@ -531,28 +566,32 @@ fn record_model(
         content_mac: Set(r.content_mac.to_vec()),
         key_id: Set(key_id),
         payload: Set(sealed.to_vec()),
-        method: Set(sub.method.as_str().into()),
+        method: Set(meta.method.as_str().into()),
         status: Set(RecordStatus::Received.as_str().into()),
-        received_at: Set(sub.received_at),
+        received_at: Set(meta.received_at),
     }
+}
+
+fn outbox_entry(sub: &Submission, r: &etx_ingestion_core::NewRecord) -> OutboxEntry {
+    announcement(&RowMeta::of(sub), r)
 }
 
 /// The message announcing a stored record: metadata only, never the payload (no clear
 /// personal data travels through the queue, R-SEC-10).
-fn outbox_entry(sub: &Submission, r: &etx_ingestion_core::NewRecord) -> OutboxEntry {
+pub(crate) fn announcement(meta: &RowMeta, r: &etx_ingestion_core::NewRecord) -> OutboxEntry {
     let body = serde_json::json!({
         "record_id": r.id,
-        "org_id": sub.org_id,
-        "system_id": sub.system_id,
-        "receipt_id": sub.receipt_id,
+        "org_id": meta.org_id,
+        "system_id": meta.system_id,
+        "receipt_id": meta.receipt_id,
         "category": r.envelope.category,
         "schema_version": r.envelope.schema_version.number(),
         "period": r.envelope.period.to_string(),
         "classification": r.envelope.classification,
         "priority": r.envelope.priority,
         "form": r.envelope.form,
-        "method": sub.method.as_str(),
-        "received_at": sub.received_at,
+        "method": meta.method.as_str(),
+        "received_at": meta.received_at,
     });
     OutboxEntry {
         stream: RECORDS_RECEIVED.into(),
