@@ -1,6 +1,9 @@
 //! Helpers shared by the end-to-end tests.
 
+use etx_e2e::workspace_root;
 use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A valid statistics record whose payload carries `note` (a free-text field).
@@ -121,4 +124,81 @@ pub async fn submit_until_acknowledged(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(500));
     }
+}
+
+/// The cargo target dir: `CARGO_TARGET_DIR` (relative to the workspace root) or `target/`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) if Path::new(&t).is_absolute() => PathBuf::from(t),
+        Some(t) => workspace_root().join(t),
+        None => workspace_root().join("target"),
+    }
+}
+
+fn run_checked(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether the venv's Python imports what the e2e scripts use.
+fn venv_ready(python: &Path) -> bool {
+    python.is_file()
+        && Command::new(python)
+            .args(["-c", "import zeep, lxml, requests"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+}
+
+/// The Python of the e2e virtualenv (`<target>/e2e-venv`), with zeep installed, and with it
+/// lxml and requests: made on first use with `python3 -m venv` (`ETX_E2E_PYTHON` names another
+/// interpreter) and `pip install zeep`. When that cannot be done the calling test fails, it is
+/// never skipped. Built in a directory of its own and renamed into place, so tests running at
+/// the same time never see half a venv. Blocking: call it from `spawn_blocking` in async tests.
+pub fn venv_python() -> PathBuf {
+    let venv = target_dir().join("e2e-venv");
+    let python = venv.join("bin").join("python");
+    if venv_ready(&python) {
+        return python;
+    }
+    let base = std::env::var("ETX_E2E_PYTHON").unwrap_or_else(|_| "python3".into());
+    let tmp = target_dir().join(format!("e2e-venv.tmp-{}", uuid::Uuid::now_v7().simple()));
+    run_checked(
+        Command::new(&base).args(["-m", "venv"]).arg(&tmp),
+        "creating the e2e virtualenv (python3 -m venv)",
+    );
+    run_checked(
+        Command::new(tmp.join("bin").join("python")).args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--quiet",
+            "zeep>=4.2,<5",
+        ]),
+        "pip install zeep",
+    );
+    if std::fs::rename(&tmp, &venv).is_err() {
+        if venv_ready(&python) {
+            // Another test made it first.
+            let _ = std::fs::remove_dir_all(&tmp);
+        } else {
+            let _ = std::fs::remove_dir_all(&venv);
+            std::fs::rename(&tmp, &venv)
+                .unwrap_or_else(|e| panic!("cannot move the virtualenv to {}: {e}", venv.display()));
+        }
+    }
+    assert!(
+        venv_ready(&python),
+        "zeep and lxml are not importable from {}",
+        python.display()
+    );
+    python
 }

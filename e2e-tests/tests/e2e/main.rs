@@ -12,3 +12,4 @@ mod crash;
 mod https;
 mod shutdown;
 mod soap_zeep;
+mod xsd_lxml;

@@ -1,93 +1,19 @@
 //! A real SOAP client against the real binary (R-ING-3): Python's zeep, configured only from
 //! the WSDL the hub publishes, over HTTPS trusting the hub's certificate, SOAP 1.1 and 1.2,
-//! in both modes. The client is `e2e-tests/soap/zeep_client.py`; it runs in a virtualenv under
-//! the target dir (`<target>/e2e-venv`), made here on first use with `pip install zeep` — when
-//! that cannot be done the test fails, it is never skipped.
+//! in both modes. The client is `e2e-tests/soap/zeep_client.py`; it runs in the e2e virtualenv
+//! under the target dir ([`venv_python`]: `<target>/e2e-venv`, made on first use with
+//! `pip install zeep`) — when that cannot be done the test fails, it is never skipped.
 
+use crate::common::venv_python;
 use etx_e2e::{Hub, Mode, workspace_root};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// The cargo target dir: `CARGO_TARGET_DIR` (relative to the workspace root) or `target/`.
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(t) if Path::new(&t).is_absolute() => PathBuf::from(t),
-        Some(t) => workspace_root().join(t),
-        None => workspace_root().join("target"),
-    }
-}
-
-fn run(cmd: &mut Command, what: &str) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn has_zeep(python: &Path) -> bool {
-    python.is_file()
-        && Command::new(python)
-            .args(["-c", "import zeep, lxml, requests"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-}
-
-/// The venv's Python with zeep installed. Built in a directory of its own and renamed into
-/// place, so tests running at the same time never see half a venv.
-fn zeep_python() -> PathBuf {
-    let venv = target_dir().join("e2e-venv");
-    let python = venv.join("bin").join("python");
-    if has_zeep(&python) {
-        return python;
-    }
-    let base = std::env::var("ETX_E2E_PYTHON").unwrap_or_else(|_| "python3".into());
-    let tmp = target_dir().join(format!("e2e-venv.tmp-{}", uuid::Uuid::now_v7().simple()));
-    run(
-        Command::new(&base).args(["-m", "venv"]).arg(&tmp),
-        "creating the zeep virtualenv (python3 -m venv)",
-    );
-    run(
-        Command::new(tmp.join("bin").join("python")).args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--quiet",
-            "zeep>=4.2,<5",
-        ]),
-        "pip install zeep",
-    );
-    if std::fs::rename(&tmp, &venv).is_err() {
-        if has_zeep(&python) {
-            // Another test made it first.
-            let _ = std::fs::remove_dir_all(&tmp);
-        } else {
-            let _ = std::fs::remove_dir_all(&venv);
-            std::fs::rename(&tmp, &venv)
-                .unwrap_or_else(|e| panic!("cannot move the virtualenv to {}: {e}", venv.display()));
-        }
-    }
-    assert!(
-        has_zeep(&python),
-        "zeep is not importable from {}",
-        python.display()
-    );
-    python
-}
 
 fn s<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
     path.iter().fold(v, |v, k| &v[*k])
 }
 
 async fn zeep_talks_to(mode: Mode) {
-    let python = tokio::task::spawn_blocking(zeep_python).await.unwrap();
+    let python = tokio::task::spawn_blocking(venv_python).await.unwrap();
     let mut hub = Hub::start(mode, Default::default()).await;
     let a = hub
         .onboard("E2E-SOAP-A", "Sở Thông tin và Truyền thông Đà Nẵng")

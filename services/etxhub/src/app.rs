@@ -90,9 +90,10 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
         Duration::from_secs(cfg.security.principal_ttl_secs),
     );
     // No total timeout: batch uploads and exports stream for minutes through the gateway. A
-    // peer that stops sending or answering for 60 s is given up on.
+    // peer that stops sending or answering for 5 minutes (an XLSX export is assembled before
+    // its first byte) is given up on.
     let http = reqwest::Client::builder()
-        .read_timeout(Duration::from_secs(60))
+        .read_timeout(Duration::from_secs(300))
         .connect_timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(256)
         .build()

@@ -118,8 +118,8 @@ both_backends!(
         assert_eq!(v["replayed"], true);
         assert_eq!(app.count("records").await, 30);
         assert_eq!(app.count("batches").await, 1);
-        // Only the original's chunks are kept.
-        assert_eq!(app.count("batch_chunks").await, 1);
+        // The file is deleted once processed; the replay's chunks were never kept.
+        assert_eq!(app.count("batch_chunks").await, 0);
     }
 );
 
@@ -209,6 +209,7 @@ both_backends!(
         assert_eq!(v["reject_reason"]["code"], "row_count_mismatch");
         assert_eq!(v["reject_reason"]["declared"], 41);
         assert_eq!(v["reject_reason"]["actual"], 40);
+        assert_eq!(v["counts"]["total"], 40);
         assert_eq!(app.count("records").await, 0);
         assert_eq!(app.count("outbox").await, 0);
 
@@ -459,8 +460,48 @@ async fn a_large_file_spans_many_chunks() {
     let app = TestApp::spawn("sqlite").await;
     let csv = stats_csv(30_000, &[]);
     assert!(csv.len() > 2 * (1 << 20));
+    let csv_len = csv.len();
     let id = accepted_id(upload(&app, DEFAULTS, "text/csv", csv).await).await;
     let v = finished(&app, &id).await;
     assert_eq!(counts(&v), (30_000, 30_000, 0, 0));
-    assert_eq!(app.count("batch_chunks").await, 3);
+    assert_eq!(v["size_bytes"].as_u64().unwrap(), csv_len as u64);
+    // Processed: the file's three chunks are gone.
+    assert_eq!(app.count("batch_chunks").await, 0);
 }
+
+both_backends!(
+    xxe_and_billion_laughs_in_an_xml_batch_are_refused,
+    |app: TestApp| async move {
+        let xxe = r#"<?xml version="1.0"?>
+<!DOCTYPE records [<!ENTITY x SYSTEM "file:///etc/passwd">]>
+<records><record><payload><note>&x;</note></payload></record></records>"#;
+        let lol = format!(
+            "<?xml version=\"1.0\"?>\n<!DOCTYPE lolz [<!ENTITY lol \"lol\">{}]>\n<records><record><payload><note>&lol9;</note></payload></record></records>",
+            (1..10)
+                .map(|i| format!(
+                    "<!ENTITY lol{i} \"{}\">",
+                    format!(
+                        "&lol{};",
+                        if i == 1 {
+                            String::new()
+                        } else {
+                            (i - 1).to_string()
+                        }
+                    )
+                    .repeat(10)
+                ))
+                .collect::<String>()
+        );
+        for body in [xxe.to_owned(), lol] {
+            let id = accepted_id(upload(&app, DEFAULTS, "application/xml", body).await).await;
+            let v = finished(&app, &id).await;
+            assert_eq!(v["state"], "rejected", "{v}");
+            assert_eq!(v["reject_reason"]["code"], "unreadable");
+            assert!(
+                v["reject_reason"]["detail"].as_str().unwrap().contains("DTD"),
+                "{v}"
+            );
+        }
+        assert_eq!(app.count("records").await, 0);
+    }
+);

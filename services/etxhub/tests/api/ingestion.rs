@@ -273,8 +273,9 @@ both_backends!(
         assert_eq!(got.len(), 1, "the outbox relay publishes the record");
         assert_eq!(got[0].key, id);
         let body: Value = serde_json::from_slice(&got[0].body).unwrap();
-        assert_eq!(body["record_id"], json!(id));
-        assert_eq!(body["category"], "statistics");
+        assert_eq!(body["records"][0]["record_id"], json!(id));
+        assert_eq!(body["records"][0]["category"], "statistics");
+        assert_eq!(body["receipt_id"], receipt["receipt_id"]);
         assert!(!String::from_utf8_lossy(&got[0].body).contains("PAYLOAD-MUST-NOT-TRAVEL"));
         assert_eq!(app.count("outbox").await, 0);
     }

@@ -8,5 +8,6 @@ mod helpers;
 mod ingestion;
 mod keys;
 mod platform;
+mod schemas;
 mod security;
 mod soap;

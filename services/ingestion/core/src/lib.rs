@@ -9,6 +9,7 @@ pub mod ports;
 pub mod schema;
 pub mod service;
 pub mod xml;
+pub mod xsd;
 
 pub use model::{NewRecord, Receipt, RecordStatus, StoredRecord, Submission, SubmitOutcome};
 pub use ports::{RecordStore, StoreError, SubmitError};

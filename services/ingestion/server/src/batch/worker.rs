@@ -7,7 +7,7 @@
 
 use super::{Batches, RowError, chunk_aad, lease_deadline};
 use crate::store::entities::{batch, batch_chunk, batch_error, record};
-use crate::store::{RowMeta, announcement, record_row, rows_per_insert};
+use crate::store::{RowMeta, announcements, find_by_keys, record_row, rows_per_insert};
 use chrono::Utc;
 use etx_crypto::Aad;
 use etx_domain::{FieldViolation, Method, OrgId, ReceiptId, SystemId, ViolationCode};
@@ -15,7 +15,7 @@ use etx_ingestion_core::NewRecord;
 use etx_ingestion_core::batch::{BatchDefaults, BatchFormat, BatchState, RejectReason, parse::read_rows};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -23,6 +23,8 @@ use uuid::Uuid;
 
 /// Most violations kept per refused row.
 const MAX_VIOLATIONS_PER_ROW: usize = 20;
+/// How often chunks of uploads that never became a batch are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(15 * 60);
 /// Attempts before a batch is marked failed.
 const MAX_ATTEMPTS: i32 = 5;
 
@@ -88,10 +90,13 @@ impl Worker {
     }
 
     pub(crate) async fn run(self) {
-        let mut swept = false;
+        let mut next_sweep = tokio::time::Instant::now();
         loop {
-            if !swept {
-                swept = self.sweep_orphans().await.is_ok();
+            if tokio::time::Instant::now() >= next_sweep {
+                if let Err(e) = self.sweep_orphans().await {
+                    tracing::warn!(error = %e, "cannot sweep the chunks of unfinished uploads");
+                }
+                next_sweep = tokio::time::Instant::now() + SWEEP_EVERY;
             }
             match self.claim().await {
                 Ok(Some(b)) => {
@@ -387,7 +392,9 @@ impl Worker {
             received_at: b.received_at,
         };
         let mut outcome = Err("the file ended unexpectedly".to_string());
+        let mut waited = std::time::Instant::now();
         while let Some(msg) = msg_rx.recv().await {
+            let wait_ms = waited.elapsed().as_millis();
             match msg {
                 Msg::Progress {
                     rows,
@@ -397,15 +404,20 @@ impl Worker {
                     self.progress(b.id, rows, invalid, errors).await?;
                 }
                 Msg::Rows(group) => {
+                    let t = std::time::Instant::now();
+                    let rows = group.last_row;
                     self.commit_group(b, &meta, group).await?;
+                    tracing::debug!(batch = %b.id, rows, wait_ms, commit_ms = t.elapsed().as_millis(), "group committed");
                 }
                 Msg::End { rows, invalid } => {
+                    let _ = wait_ms;
                     outcome = Ok((rows, invalid));
                 }
                 Msg::Unreadable(reason) => {
                     outcome = Err(reason);
                 }
             }
+            waited = std::time::Instant::now();
         }
         feeder.abort();
         let _ = reader.await;
@@ -476,63 +488,93 @@ impl Worker {
         let txn = etx_storage::begin_write(self.db()).await?;
         // Rows already stored (by an earlier upload, a real-time submission or earlier in this
         // file) are duplicates when their content is the same, conflicts when a reused
-        // idempotency key carries other content.
-        let macs: Vec<Vec<u8>> = group
-            .records
-            .iter()
-            .filter_map(|(_, _, r, _, _)| r.idempotency_mac.map(|m| m.to_vec()))
-            .collect();
-        let mut known: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-        for chunk in macs.chunks(500) {
-            let rows = record::Entity::find()
-                .select_only()
-                .column(record::Column::IdempotencyMac)
-                .column(record::Column::ContentMac)
-                .filter(record::Column::OrgId.eq(b.org_id))
-                .filter(record::Column::IdempotencyMac.is_in(chunk.iter().cloned()))
-                .into_tuple::<(Option<Vec<u8>>, Vec<u8>)>()
-                .all(&txn)
-                .await?;
-            for (k, c) in rows {
-                if let Some(k) = k {
-                    known.insert(k, c);
+        // idempotency key carries other content. The unique (org_id, idempotency_mac) index
+        // decides: rows are inserted with ON CONFLICT DO NOTHING, and only those it turned
+        // away are looked up (none on a first upload).
+        let mac_of = |r: &NewRecord| r.idempotency_mac.map(|m| m.to_vec()).unwrap_or_default();
+        let mut first_of: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut candidates = Vec::new();
+        let mut repeats = Vec::new();
+        for (i, (_, _, rec, _, _)) in group.records.iter().enumerate() {
+            match first_of.get(&mac_of(rec)) {
+                Some(&j) => repeats.push((i, j)),
+                None => {
+                    first_of.insert(mac_of(rec), i);
+                    candidates.push(i);
                 }
             }
         }
+        let mut inserted: HashSet<Uuid> = HashSet::new();
+        let per = rows_per_insert(&txn);
+        for chunk in candidates.chunks(per) {
+            let models = chunk.iter().map(|&i| {
+                let (_, _, rec, sealed, key_id) = &group.records[i];
+                record_row(meta, rec, sealed, *key_id)
+            });
+            let res = record::Entity::insert_many(models)
+                .on_conflict_do_nothing_on([record::Column::OrgId, record::Column::IdempotencyMac])
+                .exec_with_returning_keys(&txn)
+                .await?;
+            if let sea_orm::TryInsertResult::Inserted(ids) = res {
+                inserted.extend(ids);
+            }
+        }
+        let turned_away: Vec<(Uuid, Vec<u8>)> = candidates
+            .iter()
+            .map(|&i| &group.records[i].2)
+            .filter(|r| !inserted.contains(&r.id.as_uuid()))
+            .map(|r| (b.org_id, mac_of(r)))
+            .collect();
+        let mut stored: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        for row in find_by_keys(&txn, "records", &["idempotency_mac", "content_mac"], &turned_away).await? {
+            let k: Option<Vec<u8>> = row.try_get("", "idempotency_mac")?;
+            let c: Vec<u8> = row.try_get("", "content_mac")?;
+            if let Some(k) = k {
+                stored.insert(k, c);
+            }
+        }
+        // What is stored under each key now: this group's row, or the earlier one.
+        let effective = |i: usize| -> Option<Vec<u8>> {
+            let rec = &group.records[i].2;
+            if inserted.contains(&rec.id.as_uuid()) {
+                Some(rec.content_mac.to_vec())
+            } else {
+                stored.get(&mac_of(rec)).cloned()
+            }
+        };
         let mut fresh = Vec::new();
-        let mut outbox = Vec::new();
         let mut errors = group.errors.clone();
         let mut duplicate = 0i64;
         let mut conflicts = 0i64;
-        for (row, line, rec, sealed, key_id) in &group.records {
-            let mac = rec.idempotency_mac.map(|m| m.to_vec()).unwrap_or_default();
-            match known.get(&mac) {
-                Some(content) if content.as_slice() == rec.content_mac.as_slice() => duplicate += 1,
-                Some(_) => {
-                    conflicts += 1;
-                    errors.push(RowError {
-                        row: *row,
-                        line: *line,
-                        path: "/idempotency_key".into(),
-                        code: ViolationCode::Invalid,
-                        detail: Some("idempotency key already used with different content".into()),
-                    });
-                }
-                None => {
-                    known.insert(mac, rec.content_mac.to_vec());
-                    fresh.push(record_row(meta, rec, sealed, *key_id));
-                    outbox.push(announcement(meta, rec));
-                }
+        let mut classify = |i: usize, against: Option<Vec<u8>>| {
+            let (row, line, rec, _, _) = &group.records[i];
+            if against.as_deref() == Some(rec.content_mac.as_slice()) {
+                duplicate += 1;
+            } else {
+                conflicts += 1;
+                errors.push(RowError {
+                    row: *row,
+                    line: *line,
+                    path: "/idempotency_key".into(),
+                    code: ViolationCode::Invalid,
+                    detail: Some("idempotency key already used with different content".into()),
+                });
+            }
+        };
+        for &i in &candidates {
+            let rec = &group.records[i].2;
+            if inserted.contains(&rec.id.as_uuid()) {
+                fresh.push(rec);
+            } else {
+                classify(i, stored.get(&mac_of(rec)).cloned());
             }
         }
-        errors.sort_by_key(|e| e.row);
-        let accepted = i64::try_from(fresh.len()).unwrap_or(i64::MAX);
-        let per = rows_per_insert(&txn);
-        for chunk in fresh.chunks(per) {
-            record::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(&txn)
-                .await?;
+        for &(i, j) in &repeats {
+            classify(i, effective(j));
         }
+        errors.sort_by_key(|e| e.row);
+        let outbox = announcements(meta, &fresh);
+        let accepted = i64::try_from(inserted.len()).unwrap_or(i64::MAX);
         etx_storage::insert_outbox(&txn, outbox).await?;
         insert_errors(&txn, b.id, &errors).await?;
         let rejected = i64::try_from(group.invalid).unwrap_or(i64::MAX) + conflicts;
@@ -571,6 +613,16 @@ impl Worker {
         id: Uuid,
         cols: Vec<(batch::Column, sea_orm::sea_query::SimpleExpr)>,
     ) -> Result<(), RunError> {
+        self.set_on(self.db(), id, cols).await
+    }
+
+    /// Updates columns of a batch this worker holds the lease of.
+    async fn set_on(
+        &self,
+        conn: &impl sea_orm::ConnectionTrait,
+        id: Uuid,
+        cols: Vec<(batch::Column, sea_orm::sea_query::SimpleExpr)>,
+    ) -> Result<(), RunError> {
         let mut q = batch::Entity::update_many();
         for (c, v) in cols {
             q = q.col_expr(c, v);
@@ -578,7 +630,7 @@ impl Worker {
         let res = q
             .filter(batch::Column::Id.eq(id))
             .filter(batch::Column::LeaseOwner.eq(self.owner.clone()))
-            .exec(self.db())
+            .exec(conn)
             .await?;
         if res.rows_affected != 1 {
             return Err(RunError::LostLease);
@@ -599,7 +651,17 @@ impl Worker {
             batch::Column::LeaseUntil,
             Expr::value(Option::<chrono::DateTime<Utc>>::None),
         ));
-        self.set(id, cols).await?;
+        // The file has served its purpose once the batch is completed or rejected: its rows
+        // are stored and its refused rows listed; it goes in the same transaction as the final
+        // state. (Only `failed` is set elsewhere, and keeps its file to be retried.) Re-uploads
+        // are still recognised by the batch's keyed file hash.
+        let txn = etx_storage::begin_write(self.db()).await?;
+        self.set_on(&txn, id, cols).await?;
+        batch_chunk::Entity::delete_many()
+            .filter(batch_chunk::Column::BatchId.eq(id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
         tracing::info!(batch = %id, state = state.as_str(), "batch finished");
         Ok(())
     }
@@ -607,12 +669,14 @@ impl Worker {
     /// Rejects the whole batch: nothing of it was stored (the reading pass runs before any).
     async fn reject(&self, id: Uuid, reason: RejectReason) -> Result<(), RunError> {
         let text = serde_json::to_string(&reason).map_err(|e| RunError::Other(e.to_string()))?;
-        self.finish(
-            id,
-            BatchState::Rejected,
-            vec![(batch::Column::RejectReason, Expr::value(text))],
-        )
-        .await
+        let mut cols = vec![(batch::Column::RejectReason, Expr::value(text))];
+        if let RejectReason::RowCountMismatch { actual, .. } = reason {
+            cols.push((
+                batch::Column::Total,
+                Expr::value(i64::try_from(actual).unwrap_or(i64::MAX)),
+            ));
+        }
+        self.finish(id, BatchState::Rejected, cols).await
     }
 
     /// After an error: give the lease back with a back-off, or fail the batch for good.
@@ -677,7 +741,8 @@ impl Worker {
     }
 
     /// Deletes chunks of uploads that never became a batch (the process died mid-upload) and
-    /// are older than an hour (UUIDv7 ids carry their creation time).
+    /// are older than an hour (UUIDv7 ids carry their creation time), and any left behind by
+    /// finished batches.
     async fn sweep_orphans(&self) -> Result<(), DbErr> {
         let ids: Vec<Uuid> = batch_chunk::Entity::find()
             .select_only()
@@ -695,7 +760,14 @@ impl Worker {
                     i64::try_from(s).unwrap_or(i64::MAX) * 1000 + i64::from(n / 1_000_000) < cutoff
                 })
                 .unwrap_or(false);
-            if old && batch::Entity::find_by_id(id).one(self.db()).await?.is_none() {
+            let orphan = match batch::Entity::find_by_id(id).one(self.db()).await? {
+                None => old,
+                Some(b) => matches!(
+                    BatchState::parse(&b.state),
+                    Some(BatchState::Completed | BatchState::Rejected)
+                ),
+            };
+            if orphan {
                 batch_chunk::Entity::delete_many()
                     .filter(batch_chunk::Column::BatchId.eq(id))
                     .exec(self.db())

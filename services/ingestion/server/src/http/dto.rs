@@ -198,6 +198,22 @@ pub struct CategorySchemasOut {
     pub versions: Vec<u16>,
     /// The newest version.
     pub latest: u16,
+    /// Where to fetch each accepted version, oldest first.
+    pub documents: Vec<SchemaDocumentsOut>,
+}
+
+/// The documents of one schema version: the JSON Schema, and the XSD of the XML wire format
+/// generated from it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SchemaDocumentsOut {
+    /// The version.
+    pub version: u16,
+    /// Path of the JSON Schema (draft 2020-12).
+    #[schema(example = "/api/v1/schemas/statistics/1")]
+    pub json_schema_url: String,
+    /// Path of the XSD of the XML wire format.
+    #[schema(example = "/api/v1/schemas/statistics/1?format=xsd")]
+    pub xsd_url: String,
 }
 
 /// Every category's schemas.
@@ -219,6 +235,15 @@ impl SchemaListOut {
                     name_en: c.name_en().into(),
                     versions: reg.versions(c).into_iter().map(|v| v.number()).collect(),
                     latest: reg.latest(c).number(),
+                    documents: reg
+                        .versions(c)
+                        .into_iter()
+                        .map(|v| SchemaDocumentsOut {
+                            version: v.number(),
+                            json_schema_url: format!("/api/v1/schemas/{c}/{v}"),
+                            xsd_url: format!("/api/v1/schemas/{c}/{v}?format=xsd"),
+                        })
+                        .collect(),
                 })
                 .collect(),
         }

@@ -13,7 +13,10 @@ use etx_domain::{
 };
 use etx_http_kit::{ApiError, Principal};
 use etx_ingestion_core::xml::{self, XmlError};
+use etx_ingestion_core::xsd;
 use etx_ingestion_core::{IngestError, SourceCaller, SubmitOutcome};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 /// The body formats the endpoint speaks.
@@ -211,35 +214,135 @@ pub async fn get_receipt(
 }
 
 /// Lists the categories and their schema versions.
+///
+/// Each version comes with the paths of its JSON Schema and of the XSD of its XML wire format.
 #[utoipa::path(get, path = "/api/v1/schemas", tag = "schemas",
     responses((status = 200, body = SchemaListOut)), security(("api_key" = [])))]
 pub async fn list_schemas(app: web::Data<AppIngestion>, _p: Principal) -> HttpResponse {
     HttpResponse::Ok().json(SchemaListOut::from_registry(app.service.schemas()))
 }
 
-/// The JSON Schema of a category version.
+/// Query of `GET /api/v1/schemas/{category}/{version}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SchemaQuery {
+    /// `json` (the JSON Schema) or `xsd` (the XSD of the XML wire format). Without it, the XSD
+    /// when the `Accept` header prefers `application/xml` or `text/xml` to JSON, else the JSON Schema.
+    pub format: Option<String>,
+}
+
+/// The documents a schema version is published as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SchemaDocument {
+    JsonSchema,
+    Xsd,
+}
+
+fn schema_document(format: Option<&str>, req: &HttpRequest) -> Result<SchemaDocument, ApiError> {
+    match format.map(str::to_ascii_lowercase).as_deref() {
+        Some("json") => Ok(SchemaDocument::JsonSchema),
+        Some("xsd") => Ok(SchemaDocument::Xsd),
+        Some(_) => Err(ApiError::new(ErrorCode::InvalidParameter).with_violations(vec![
+            FieldViolation::new("query:format", ViolationCode::Enum)
+                .with_detail("expected one of: json, xsd"),
+        ])),
+        None => {
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            Ok(if prefers_xml(accept) {
+                SchemaDocument::Xsd
+            } else {
+                SchemaDocument::JsonSchema
+            })
+        }
+    }
+}
+
+/// Whether an `Accept` header prefers XML (`application/xml`, `text/xml`) to JSON
+/// (`application/schema+json`, `application/json`). Quality values as in RFC 9110: each type
+/// takes the `q` of the most specific range matching it; a tie keeps JSON, the default.
+fn prefers_xml(accept: &str) -> bool {
+    let ranges: Vec<(String, f32)> = accept
+        .split(',')
+        .filter_map(|part| {
+            let mut params = part.split(';');
+            let range = params.next()?.trim().to_ascii_lowercase();
+            let q = params
+                .find_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    k.trim()
+                        .eq_ignore_ascii_case("q")
+                        .then(|| v.trim().parse::<f32>().ok())?
+                })
+                .unwrap_or(1.0);
+            (!range.is_empty()).then_some((range, q.clamp(0.0, 1.0)))
+        })
+        .collect();
+    let quality = |media: &str| {
+        let family = media.split_once('/').map_or(media, |(t, _)| t);
+        let mut best: Option<(u8, f32)> = None;
+        for (range, q) in &ranges {
+            let specificity = match range.split_once('/') {
+                _ if range == media => 2,
+                Some((t, "*")) if t == family => 1,
+                Some(("*", "*")) => 0,
+                _ => continue,
+            };
+            if best.is_none_or(|(s, _)| specificity > s) {
+                best = Some((specificity, *q));
+            }
+        }
+        best.map_or(0.0, |(_, q)| q)
+    };
+    let xml = quality("application/xml").max(quality("text/xml"));
+    let json = quality("application/schema+json").max(quality("application/json"));
+    xml > json
+}
+
+/// The JSON Schema of a category version, or the XSD of its XML wire format.
+///
+/// The XSD is generated from the JSON Schema; it is committed as
+/// `contracts/schemas/{category}/v{n}.xsd`.
 #[utoipa::path(get, path = "/api/v1/schemas/{category}/{version}", tag = "schemas",
     params(("category" = String, Path, description = "policy, statistics, workforce or enforcement"),
-           ("version" = String, Path, description = "schema version, e.g. 1")),
-    responses((status = 200, description = "JSON Schema (draft 2020-12)", content_type = "application/schema+json"),
-              (status = 404, description = "no such schema", content_type = "application/problem+json")),
+           ("version" = String, Path, description = "schema version, e.g. 1"),
+           SchemaQuery),
+    responses(
+        (status = 200, description = "The JSON Schema (draft 2020-12); with `format=xsd`, or an `Accept` header preferring `application/xml` or `text/xml` to JSON, the XSD 1.0 of the XML wire format (namespace `urn:etxhub:ingestion:v1`), as `application/xml; charset=utf-8`",
+            headers(("Vary" = String, description = "Accept: the document depends on it when `format` is not given")),
+            content(("application/schema+json"), ("application/xml"))),
+        (status = 400, description = "`format` is neither json nor xsd (violation path `query:format`)", content_type = "application/problem+json"),
+        (status = 404, description = "no such schema", content_type = "application/problem+json")),
     security(("api_key" = [])))]
 pub async fn get_schema(
     app: web::Data<AppIngestion>,
     _p: Principal,
+    req: HttpRequest,
     path: web::Path<(String, String)>,
+    query: web::Query<SchemaQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let document = schema_document(query.format.as_deref(), &req)?;
     let (c, v) = path.into_inner();
     let category = Category::parse(&c).map_err(|_| ApiError::not_found())?;
     let version = SchemaVersion::parse(&v).map_err(|_| ApiError::not_found())?;
-    let schema = app
-        .service
-        .schemas()
-        .json_schema(category, version)
-        .ok_or_else(ApiError::not_found)?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/schema+json")
-        .json(schema))
+    let schemas = app.service.schemas();
+    let mut resp = HttpResponse::Ok();
+    resp.append_header((header::VARY, "Accept"));
+    match document {
+        SchemaDocument::JsonSchema => {
+            let schema = schemas
+                .json_schema(category, version)
+                .ok_or_else(ApiError::not_found)?;
+            Ok(resp.content_type("application/schema+json").json(schema))
+        }
+        SchemaDocument::Xsd => {
+            let xsd = xsd::generate(schemas, category, version).ok_or_else(ApiError::not_found)?;
+            Ok(resp.content_type("application/xml; charset=utf-8").body(xsd))
+        }
+    }
 }
 
 /// Mounts the routes under `/api/v1`.
@@ -263,8 +366,42 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         RecordOut,
         dto::ProvenanceOut,
         SchemaListOut,
-        dto::CategorySchemasOut
+        dto::CategorySchemasOut,
+        dto::SchemaDocumentsOut
     ))
 )]
 #[derive(Debug)]
 pub struct IngestionDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::prefers_xml;
+
+    #[test]
+    fn accept_picks_the_xsd_only_when_xml_is_preferred_to_json() {
+        for accept in [
+            "application/xml",
+            "text/xml",
+            "text/*",
+            "application/json;q=0.5, application/xml",
+            "application/xml, */*;q=0.1",
+            "TEXT/XML; charset=utf-8",
+        ] {
+            assert!(prefers_xml(accept), "{accept}");
+        }
+        for accept in [
+            "",
+            "*/*",
+            "application/*",
+            "application/json",
+            "application/schema+json",
+            "application/json, application/xml",
+            "application/xml;q=0.5, application/json",
+            "application/xml;q=0.5, */*",
+            "application/xml;q=0",
+            "text/html",
+        ] {
+            assert!(!prefers_xml(accept), "{accept}");
+        }
+    }
+}
