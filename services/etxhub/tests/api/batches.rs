@@ -505,3 +505,36 @@ both_backends!(
         assert_eq!(app.count("records").await, 0);
     }
 );
+
+/// Rows repeated across groups committed concurrently are stored once and counted as
+/// duplicates (on PostgreSQL several groups are in flight at once).
+async fn repeated_rows_across_concurrent_groups(backend: &'static str) {
+    let app = TestApp::spawn_with(backend, |c| c.ingestion.batch_rows_per_commit = 7).await;
+    let mut csv = String::from("indicator,transaction_kind,value,unit,dimensions.province_code,note\n");
+    for i in 1..=90 {
+        let k = (i - 1) % 30 + 1;
+        csv.push_str(&format!(
+            "transaction_count,e_invoice,{},count,79,Dòng lặp {k}\n",
+            k * 10
+        ));
+    }
+    let id = accepted_id(upload(&app, DEFAULTS, "text/csv", csv).await).await;
+    let v = finished(&app, &id).await;
+    assert_eq!(v["state"], "completed", "{v}");
+    assert_eq!(counts(&v), (90, 30, 0, 60));
+    assert_eq!(app.count("records").await, 30);
+    assert_eq!(app.count("batch_groups").await, 13, "90 rows in groups of 7");
+    let db = app.db.clone();
+    drop(app);
+    let _ = db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_rows_across_concurrent_groups_sqlite() {
+    repeated_rows_across_concurrent_groups("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_rows_across_concurrent_groups_postgres() {
+    repeated_rows_across_concurrent_groups("postgres").await;
+}

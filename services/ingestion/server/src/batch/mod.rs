@@ -12,9 +12,10 @@
 //!   (`validating`: counts the rows and proves the file readable; for a dry run it also
 //!   validates every row) — a row count that differs from the declared one, or an unreadable
 //!   file, rejects the batch before any row is stored — then the storing pass (`storing`):
-//!   rows are validated, sealed and committed 1,000 at a time together with the batch's
-//!   checkpoint and counts; rows already stored (same idempotency key or, without one, same
-//!   content) count as duplicates and are never stored twice.
+//!   rows are validated, sealed and committed in groups of 1,000, each group in one
+//!   transaction with its checkpoint row and counts (`batch_groups`; several groups in flight
+//!   on PostgreSQL); rows already stored (same idempotency key or, without one, same content)
+//!   count as duplicates and are never stored twice.
 //! * Refused rows are kept per violation in `batch_errors` with their row, line, field path
 //!   and code, listed by [`Batches::errors_page`].
 
@@ -379,7 +380,7 @@ impl Batches {
             accepted: Set(0),
             rejected: Set(0),
             duplicate: Set(0),
-            next_row: Set(1),
+            group_rows: Set(0),
             reject_reason: Set(None),
             lease_owner: Set(None),
             lease_until: Set(None),
@@ -439,7 +440,17 @@ impl Batches {
             .filter(batch::Column::OrgId.eq(org.as_uuid()))
             .one(&self.inner.db)
             .await?;
-        m.map(to_view).transpose()
+        let Some(m) = m else { return Ok(None) };
+        let mut view = to_view(m)?;
+        if view.state == BatchState::Storing {
+            // While storing, the counts are the committed groups' (final counts are copied to
+            // the batch when it completes).
+            let (accepted, duplicate, rejected) = worker::group_sums(&self.inner.db, id).await?;
+            view.counts.accepted = opt_u64(accepted);
+            view.counts.duplicate = opt_u64(duplicate);
+            view.counts.rejected = opt_u64(rejected);
+        }
+        Ok(Some(view))
     }
 
     /// Up to `limit` violations of refused rows of a batch of `org`, after `(row, seq)`, in

@@ -6,15 +6,17 @@
 //! thread per batch; the async side commits what it produces, so the two overlap.
 
 use super::{Batches, RowError, chunk_aad, lease_deadline};
-use crate::store::entities::{batch, batch_chunk, batch_error, record};
+use crate::store::entities::{batch, batch_chunk, batch_error, batch_group, record};
 use crate::store::{RowMeta, announcements, find_by_keys, record_row, rows_per_insert};
 use chrono::Utc;
 use etx_crypto::Aad;
 use etx_domain::{FieldViolation, Method, OrgId, ReceiptId, SystemId, ViolationCode};
 use etx_ingestion_core::NewRecord;
 use etx_ingestion_core::batch::{BatchDefaults, BatchFormat, BatchState, RejectReason, parse::read_rows};
-use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect,
+};
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::time::Duration;
@@ -25,6 +27,8 @@ use uuid::Uuid;
 const MAX_VIOLATIONS_PER_ROW: usize = 20;
 /// How often chunks of uploads that never became a batch are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(15 * 60);
+/// Group transactions in flight at once on PostgreSQL.
+const COMMITS_IN_FLIGHT: usize = 3;
 /// Attempts before a batch is marked failed.
 const MAX_ATTEMPTS: i32 = 5;
 
@@ -51,6 +55,8 @@ enum Msg {
 
 /// Rows of the storing pass, ready to commit.
 struct Group {
+    /// Group number: rows `no * group_rows + 1 ..= (no + 1) * group_rows`.
+    no: u64,
     /// Last row covered (valid or not).
     last_row: u64,
     /// Valid rows: (row, line, record, sealed payload, data key id).
@@ -61,14 +67,17 @@ struct Group {
     invalid: u64,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Pass {
     /// Count rows and prove the file readable.
     Count,
     /// Count and validate every row (dry run).
     Validate,
-    /// Validate and seal rows from `from_row` on.
-    Store { from_row: u64 },
+    /// Validate and seal rows, in groups of `group_rows` rows, skipping groups already `done`.
+    Store {
+        group_rows: u64,
+        done: std::sync::Arc<HashSet<u64>>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,25 +235,58 @@ impl Worker {
                     )
                     .await;
             }
+            let group_rows =
+                i64::try_from(self.batches.inner.settings.rows_per_commit.max(1)).unwrap_or(1000);
+            batch_group::Entity::delete_many()
+                .filter(batch_group::Column::BatchId.eq(b.id))
+                .exec(self.db())
+                .await?;
             self.set(
                 b.id,
                 vec![
                     (batch::Column::State, Expr::value(BatchState::Storing.as_str())),
                     (batch::Column::Total, Expr::value(total)),
-                    (batch::Column::NextRow, Expr::value(1i64)),
+                    (batch::Column::GroupRows, Expr::value(group_rows)),
                     (batch::Column::Accepted, Expr::value(0i64)),
                     (batch::Column::Duplicate, Expr::value(0i64)),
+                    (batch::Column::Rejected, Expr::value(0i64)),
                 ],
             )
             .await?;
-            b.next_row = 1;
+            b.group_rows = group_rows;
         } else {
             self.set(b.id, vec![(batch::Column::Attempts, Expr::value(b.attempts + 1))])
                 .await?;
         }
-        let from_row = Ord::max(u64::try_from(b.next_row).unwrap_or(1), 1);
-        match self.read_pass(&b, Pass::Store { from_row }).await? {
-            Ok(_) => self.finish(b.id, BatchState::Completed, vec![]).await,
+        // Groups committed before a crash are skipped; the others are (re)done.
+        let done: HashSet<u64> = batch_group::Entity::find()
+            .select_only()
+            .column(batch_group::Column::GroupNo)
+            .filter(batch_group::Column::BatchId.eq(b.id))
+            .into_tuple::<i64>()
+            .all(self.db())
+            .await?
+            .into_iter()
+            .filter_map(|g| u64::try_from(g).ok())
+            .collect();
+        let pass = Pass::Store {
+            group_rows: Ord::max(u64::try_from(b.group_rows).unwrap_or(1000), 1),
+            done: std::sync::Arc::new(done),
+        };
+        match self.read_pass(&b, pass).await? {
+            Ok(_) => {
+                let (accepted, duplicate, rejected) = group_sums(self.db(), b.id).await?;
+                self.finish(
+                    b.id,
+                    BatchState::Completed,
+                    vec![
+                        (batch::Column::Accepted, Expr::value(accepted)),
+                        (batch::Column::Duplicate, Expr::value(duplicate)),
+                        (batch::Column::Rejected, Expr::value(rejected)),
+                    ],
+                )
+                .await
+            }
             // The reading pass read this file to its end; failing now means it changed or
             // could not be decrypted: stop, keeping what was stored.
             Err(detail) => Err(RunError::Other(detail)),
@@ -284,14 +326,13 @@ impl Worker {
         // Reader: parse, validate, seal.
         let service = self.batches.inner.service.clone();
         let ring = self.batches.inner.keys.ring().clone();
-        let group_rows = self.batches.inner.settings.rows_per_commit.max(1);
         let reader = tokio::task::spawn_blocking(move || {
             let input = std::io::BufReader::with_capacity(256 * 1024, ChunkReader::new(chunk_rx));
             let schemas = service.schemas();
             let mut rows = 0u64;
             let mut invalid = 0u64;
             let mut errors = Vec::new();
-            let mut group = Group::new();
+            let mut group = Group::new(0);
             for item in read_rows(format, input, schemas, &defaults) {
                 let row = match item {
                     Ok(r) => r,
@@ -301,7 +342,7 @@ impl Worker {
                     }
                 };
                 rows = row.row;
-                match pass {
+                match &pass {
                     Pass::Count => {
                         if rows.is_multiple_of(10_000) {
                             let msg = Msg::Progress {
@@ -330,8 +371,15 @@ impl Worker {
                             }
                         }
                     }
-                    Pass::Store { from_row } => {
-                        if row.row < from_row {
+                    Pass::Store { group_rows, done } => {
+                        let no = (row.row - 1) / group_rows;
+                        if no != group.no {
+                            let full = std::mem::replace(&mut group, Group::new(no));
+                            if full.last_row > 0 && msg_tx.blocking_send(Msg::Rows(full)).is_err() {
+                                return;
+                            }
+                        }
+                        if done.contains(&no) {
                             continue;
                         }
                         group.last_row = row.row;
@@ -357,12 +405,6 @@ impl Worker {
                             Err(v) => {
                                 group.invalid += 1;
                                 group.errors.extend(row_errors(row.row, row.line, v));
-                            }
-                        }
-                        if group.records.len() + usize::try_from(group.invalid).unwrap_or(0) >= group_rows {
-                            let full = std::mem::replace(&mut group, Group::new());
-                            if msg_tx.blocking_send(Msg::Rows(full)).is_err() {
-                                return;
                             }
                         }
                     }
@@ -391,33 +433,26 @@ impl Worker {
             method: Method::Batch,
             received_at: b.received_at,
         };
+        // Groups commit concurrently on PostgreSQL (one transaction's round trips and fsync
+        // overlap the next one's inserts); one at a time on SQLite, which has one writer.
+        let sqlite = self.db().get_database_backend() == sea_orm::DbBackend::Sqlite;
+        let in_flight_max = if sqlite { 1 } else { COMMITS_IN_FLIGHT };
+        let mut in_flight = futures_util::stream::FuturesUnordered::new();
         let mut outcome = Err("the file ended unexpectedly".to_string());
-        let mut waited = std::time::Instant::now();
-        while let Some(msg) = msg_rx.recv().await {
-            let wait_ms = waited.elapsed().as_millis();
-            match msg {
-                Msg::Progress {
-                    rows,
-                    invalid,
-                    errors,
-                } => {
-                    self.progress(b.id, rows, invalid, errors).await?;
-                }
-                Msg::Rows(group) => {
-                    let t = std::time::Instant::now();
-                    let rows = group.last_row;
-                    self.commit_group(b, &meta, group).await?;
-                    tracing::debug!(batch = %b.id, rows, wait_ms, commit_ms = t.elapsed().as_millis(), "group committed");
-                }
-                Msg::End { rows, invalid } => {
-                    let _ = wait_ms;
-                    outcome = Ok((rows, invalid));
-                }
-                Msg::Unreadable(reason) => {
-                    outcome = Err(reason);
-                }
+        let mut open = true;
+        while open || !in_flight.is_empty() {
+            tokio::select! {
+                msg = msg_rx.recv(), if open && in_flight.len() < in_flight_max => match msg {
+                    None => open = false,
+                    Some(Msg::Progress { rows, invalid, errors }) => {
+                        self.progress(b.id, rows, invalid, errors).await?;
+                    }
+                    Some(Msg::Rows(group)) => in_flight.push(self.commit_group(b, &meta, group)),
+                    Some(Msg::End { rows, invalid }) => outcome = Ok((rows, invalid)),
+                    Some(Msg::Unreadable(reason)) => outcome = Err(reason),
+                },
+                Some(done) = futures_util::StreamExt::next(&mut in_flight), if !in_flight.is_empty() => done?,
             }
-            waited = std::time::Instant::now();
         }
         feeder.abort();
         let _ = reader.await;
@@ -460,7 +495,12 @@ impl Worker {
         let mut attempt = 0;
         loop {
             match self.try_commit_group(b, meta, &group).await {
-                Err(RunError::Db(e)) if etx_storage::is_unique_violation(&e) && attempt < 3 => attempt += 1,
+                // A unique violation (a concurrent writer stored the same key) or a deadlock
+                // (two groups in flight inserting each other's keys): the group is redone.
+                Err(RunError::Db(e)) if attempt < 3 => {
+                    tracing::debug!(batch = %b.id, group = group.no, error = %e, "group commit retried");
+                    attempt += 1;
+                }
                 other => {
                     if other.is_ok() {
                         if let Some(r) = &self.batches.inner.relay {
@@ -578,32 +618,28 @@ impl Worker {
         etx_storage::insert_outbox(&txn, outbox).await?;
         insert_errors(&txn, b.id, &errors).await?;
         let rejected = i64::try_from(group.invalid).unwrap_or(i64::MAX) + conflicts;
-        let until = lease_deadline(Utc::now(), self.batches.inner.settings.lease);
-        let res = batch::Entity::update_many()
-            .col_expr(
-                batch::Column::Accepted,
-                Expr::col(batch::Column::Accepted).add(accepted),
-            )
-            .col_expr(
-                batch::Column::Duplicate,
-                Expr::col(batch::Column::Duplicate).add(duplicate),
-            )
-            .col_expr(
-                batch::Column::Rejected,
-                Expr::col(batch::Column::Rejected).add(rejected),
-            )
-            .col_expr(
-                batch::Column::NextRow,
-                Expr::value(i64::try_from(group.last_row + 1).unwrap_or(i64::MAX)),
-            )
-            .col_expr(batch::Column::LeaseUntil, Expr::value(until))
-            .filter(batch::Column::Id.eq(b.id))
-            .filter(batch::Column::LeaseOwner.eq(self.owner.clone()))
-            .exec(&txn)
+        // The group's row is its checkpoint: its primary key lets a group commit once. Still
+        // holding the lease is checked without locking the batch row (which would serialise
+        // the groups in flight); a worker that lost it meanwhile can at worst race the new
+        // owner for the same group, and the primary key lets only one of them commit.
+        let owner: Option<Option<String>> = batch::Entity::find_by_id(b.id)
+            .select_only()
+            .column(batch::Column::LeaseOwner)
+            .into_tuple()
+            .one(&txn)
             .await?;
-        if res.rows_affected != 1 {
+        if owner.flatten().as_deref() != Some(self.owner.as_str()) {
             return Err(RunError::LostLease);
         }
+        batch_group::Entity::insert(batch_group::ActiveModel {
+            batch_id: sea_orm::Set(b.id),
+            group_no: sea_orm::Set(i64::try_from(group.no).unwrap_or(i64::MAX)),
+            accepted: sea_orm::Set(accepted),
+            duplicate: sea_orm::Set(duplicate),
+            rejected: sea_orm::Set(rejected),
+        })
+        .exec_without_returning(&txn)
+        .await?;
         txn.commit().await?;
         Ok(())
     }
@@ -780,8 +816,9 @@ impl Worker {
 }
 
 impl Group {
-    fn new() -> Self {
+    fn new(no: u64) -> Self {
         Self {
+            no,
             last_row: 0,
             records: Vec::new(),
             errors: Vec::new(),
@@ -863,5 +900,26 @@ impl Read for ChunkReader {
         out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+/// Sums of the committed groups of a batch: (accepted, duplicate, rejected).
+pub(crate) async fn group_sums(conn: &impl ConnectionTrait, id: Uuid) -> Result<(i64, i64, i64), DbErr> {
+    let backend = conn.get_database_backend();
+    let placeholder = if backend == sea_orm::DbBackend::Sqlite {
+        "?"
+    } else {
+        "$1"
+    };
+    let sql = format!(
+        "SELECT CAST(COALESCE(SUM(accepted), 0) AS BIGINT) AS a, CAST(COALESCE(SUM(duplicate), 0) AS BIGINT) AS d, \
+         CAST(COALESCE(SUM(rejected), 0) AS BIGINT) AS r FROM batch_groups WHERE batch_id = {placeholder}"
+    );
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(backend, sql, [id.into()]))
+        .await?;
+    match row {
+        Some(r) => Ok((r.try_get("", "a")?, r.try_get("", "d")?, r.try_get("", "r")?)),
+        None => Ok((0, 0, 0)),
     }
 }

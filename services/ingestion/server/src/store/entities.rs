@@ -117,8 +117,9 @@ pub mod batch {
         pub accepted: i64,
         pub rejected: i64,
         pub duplicate: i64,
-        /// Rows before this one (1-based) are done (storing checkpoint).
-        pub next_row: i64,
+        /// Rows per group of the storing pass, fixed when it starts (groups are the unit of
+        /// commit and of resumption; see `batch_groups`).
+        pub group_rows: i64,
         #[sea_orm(column_type = "Text", nullable)]
         pub reject_reason: Option<String>,
         pub lease_owner: Option<String>,
@@ -172,6 +173,29 @@ pub mod batch_error {
         pub path: String,
         pub code: String,
         pub detail: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Committed groups of a batch's storing pass: the checkpoint (a group is committed at most
+/// once: its key is the primary key) and the group's counts.
+pub mod batch_group {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "batch_groups")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub batch_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub group_no: i64,
+        pub accepted: i64,
+        pub duplicate: i64,
+        pub rejected: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

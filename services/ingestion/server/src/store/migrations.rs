@@ -1,6 +1,6 @@
 //! Ingestion's schema migrations, in their own `ingestion_migrations` table.
 
-use super::entities::{batch, batch_chunk, batch_error, data_key, receipt, record};
+use super::entities::{batch, batch_chunk, batch_error, batch_group, data_key, receipt, record};
 use etx_storage::OutboxMigration;
 use sea_orm::DbErr;
 use sea_orm::sea_query::{Alias, Index, IntoIden};
@@ -78,6 +78,7 @@ impl MigrationTrait for M0003Batches {
         etx_storage::create_entity_table(m, batch::Entity).await?;
         etx_storage::create_entity_table(m, batch_chunk::Entity).await?;
         etx_storage::create_entity_table(m, batch_error::Entity).await?;
+        etx_storage::create_entity_table(m, batch_group::Entity).await?;
         // Exports page through an organisation's records by (received_at, id) (issue 3 §8).
         m.create_index(
             Index::create()
