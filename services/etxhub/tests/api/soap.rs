@@ -808,6 +808,224 @@ both_backends!(
     }
 );
 
+const XOP: &str = "http://www.w3.org/2004/08/xop/include";
+const BOUNDARY: &str = "uuid:etx-MIMEBoundary_7f3a";
+const ROOT_ID: &str = "root.message@etxhub.test";
+
+/// `SubmitBatch` whose `file` is an `xop:Include` of `cid:{href}`, with the example defaults.
+fn submit_batch_xop(href: &str) -> String {
+    format!(
+        "<etx:SubmitBatch><etx:format>csv</etx:format><etx:file><xop:Include xmlns:xop=\"{XOP}\" href=\"cid:{href}\"/></etx:file>\
+         <etx:defaults><etx:category>statistics</etx:category><etx:schema_version>1</etx:schema_version>\
+         <etx:period>2026-10</etx:period><etx:classification>internal</etx:classification></etx:defaults></etx:SubmitBatch>"
+    )
+}
+
+/// POSTs an MTOM/XOP package: the envelope of `body` as the root part (Content-ID `root_id`),
+/// then `attachments` (Content-ID, bytes) as binary parts; `start` names the root.
+async fn call_mtom(
+    app: &TestApp,
+    v: V,
+    body: &str,
+    root_id: &str,
+    start: &str,
+    attachments: &[(&str, &[u8])],
+) -> reqwest::Response {
+    let action = format!("{NS}:SubmitBatch");
+    let soap_type = if v == V::S11 {
+        "text/xml"
+    } else {
+        "application/soap+xml"
+    };
+    let mut raw = format!(
+        "MIME preamble, ignored\r\n--{BOUNDARY}\r\nContent-Type: application/xop+xml; charset=UTF-8; type=\"{soap_type}\"\r\n\
+         Content-Transfer-Encoding: 8bit\r\nContent-ID: <{root_id}>\r\n\r\n{}",
+        envelope(v, body)
+    )
+    .into_bytes();
+    for (id, bytes) in attachments {
+        raw.extend_from_slice(
+            format!(
+                "\r\n--{BOUNDARY}\r\nContent-Type: text/csv\r\nContent-Transfer-Encoding: binary\r\nContent-ID: <{id}>\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        raw.extend_from_slice(bytes);
+    }
+    raw.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    let ct = match v {
+        V::S11 => format!(
+            "multipart/related; type=\"application/xop+xml\"; boundary=\"{BOUNDARY}\"; start=\"<{start}>\"; start-info=\"text/xml\""
+        ),
+        V::S12 => format!(
+            "multipart/related; type=\"application/xop+xml\"; boundary=\"{BOUNDARY}\"; start=\"<{start}>\"; start-info=\"application/soap+xml\"; action=\"{action}\""
+        ),
+    };
+    let mut req = app
+        .client
+        .post(app.url(PATH))
+        .header("content-type", ct)
+        .header("x-api-key", &app.key_a)
+        .body(raw);
+    if v == V::S11 {
+        req = req.header("soapaction", format!("\"{action}\""));
+    }
+    req.send().await.unwrap()
+}
+
+fn statistics_example() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../contracts/examples/batches/statistics-2026-10.csv"
+    );
+    std::fs::read(path).unwrap()
+}
+
+/// An MTOM SubmitBatch of the statistics example completes with its 12 rows.
+async fn mtom_batch_completes(app: TestApp, v: V) {
+    let csv = statistics_example();
+    // The cid: URL is %-escaped; the Content-ID is not.
+    let (status, ct, root) = answer(
+        call_mtom(
+            &app,
+            v,
+            &submit_batch_xop("statistics-2026-10.csv%40etxhub.test"),
+            ROOT_ID,
+            ROOT_ID,
+            &[("statistics-2026-10.csv@etxhub.test", &csv)],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{root:?}");
+    let expected_ct = if v == V::S11 {
+        "text/xml"
+    } else {
+        "application/soap+xml"
+    };
+    assert!(ct.starts_with(expected_ct), "{ct}");
+    let out = body_of(&root);
+    assert!(out.is(NS, "SubmitBatchResponse"), "{out:?}");
+    assert_eq!(text(out, &["replayed"]).as_deref(), Some("false"));
+    let id = text(out, &["batch", "batch_id"]).unwrap();
+    assert_eq!(
+        text(out, &["batch", "size_bytes"]),
+        Some(csv.len().to_string()),
+        "the attachment's bytes, untouched"
+    );
+
+    let mut last = None;
+    for _ in 0..600 {
+        let (status, _, root) = answer(
+            call(
+                &app,
+                v,
+                "GetBatchStatus",
+                &format!("<etx:GetBatchStatus><etx:batch_id>{id}</etx:batch_id></etx:GetBatchStatus>"),
+                Some(&app.key_a),
+                &[],
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 200);
+        let batch = body_of(&root).child("batch").unwrap().clone();
+        if matches!(
+            text(&batch, &["state"]).as_deref(),
+            Some("completed" | "rejected" | "failed")
+        ) {
+            last = Some(batch);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let batch = last.expect("the batch finishes");
+    assert_eq!(
+        text(&batch, &["state"]).as_deref(),
+        Some("completed"),
+        "{batch:?}"
+    );
+    assert_eq!(text(&batch, &["counts", "total"]).as_deref(), Some("12"));
+    assert_eq!(text(&batch, &["counts", "accepted"]).as_deref(), Some("12"));
+    assert_eq!(app.count("records").await, 12);
+}
+
+both_backends!(soap11_mtom_batch_completes, |app: TestApp| async move {
+    mtom_batch_completes(app, V::S11).await;
+});
+
+both_backends!(soap12_mtom_batch_completes, |app: TestApp| async move {
+    mtom_batch_completes(app, V::S12).await;
+});
+
+both_backends!(
+    mtom_packages_with_an_unknown_cid_or_no_root_are_faults,
+    |app: TestApp| async move {
+        let csv = statistics_example();
+        for v in [V::S11, V::S12] {
+            let f = fault(
+                call_mtom(
+                    &app,
+                    v,
+                    &submit_batch_xop("missing@etxhub.test"),
+                    ROOT_ID,
+                    ROOT_ID,
+                    &[("statistics@etxhub.test", &csv)],
+                )
+                .await,
+                v,
+            )
+            .await;
+            let (status, code) = if v == V::S11 {
+                (500, "soap:Client")
+            } else {
+                (400, "env:Sender")
+            };
+            assert_eq!(
+                (f.status, f.soap_code.as_str(), f.code.as_str()),
+                (status, code, "invalid_parameter"),
+                "{f:?}"
+            );
+
+            // `start` names a part that is not there.
+            let f = fault(
+                call_mtom(
+                    &app,
+                    v,
+                    &submit_batch_xop("statistics@etxhub.test"),
+                    ROOT_ID,
+                    "elsewhere@etxhub.test",
+                    &[("statistics@etxhub.test", &csv)],
+                )
+                .await,
+                v,
+            )
+            .await;
+            assert_eq!(
+                (f.status, f.soap_code.as_str(), f.code.as_str()),
+                (status, code, "invalid_parameter"),
+                "{f:?}"
+            );
+        }
+        // An xop:Include in a plain (non-MTOM) request is refused too.
+        let f = fault(
+            call(
+                &app,
+                V::S11,
+                "SubmitBatch",
+                &submit_batch_xop("statistics@etxhub.test"),
+                Some(&app.key_a),
+                &[],
+            )
+            .await,
+            V::S11,
+        )
+        .await;
+        assert_eq!(f.code, "invalid_parameter");
+        assert_eq!(app.count("records").await, 0);
+    }
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_served_wsdl_matches_the_committed_contract() {
     let app = TestApp::spawn("sqlite").await;

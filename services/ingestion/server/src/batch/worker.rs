@@ -15,7 +15,8 @@ use etx_ingestion_core::NewRecord;
 use etx_ingestion_core::batch::{BatchDefaults, BatchFormat, BatchState, RejectReason, parse::read_rows};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -146,11 +147,10 @@ impl Worker {
                     .add(batch::Column::LeaseUntil.is_null())
                     .add(batch::Column::LeaseUntil.lt(now)),
             )
+            .order_by_asc(batch::Column::ReceivedAt)
             .limit(8)
             .all(self.db())
             .await?;
-        let mut candidates = candidates;
-        candidates.sort_by_key(|b| b.received_at);
         for b in candidates {
             let until = lease_deadline(now, self.batches.inner.settings.lease);
             let res = batch::Entity::update_many()

@@ -7,7 +7,7 @@ use super::params::ExportParams;
 use crate::KeyManager;
 use crate::store::entities::record;
 use chrono::{DateTime, SecondsFormat, Utc};
-use etx_crypto::{Aad, CryptoError};
+use etx_crypto::Aad;
 use etx_domain::{OrgId, Priority};
 use sea_orm::sea_query::Condition;
 use sea_orm::{
@@ -238,19 +238,11 @@ impl RecordPages {
             org_id: row.org_id,
             record_id: row.id,
         };
-        let ring = self.keys.ring();
-        // A key written by another process (or before a restart) is loaded once, then cached.
-        let plain = match ring.decrypt(&aad, &row.payload) {
-            Err(CryptoError::UnknownDataKey(k)) => {
-                self.keys
-                    .load(k)
-                    .await
-                    .map_err(|e| bad(format!("data key: {e}")))?;
-                ring.decrypt(&aad, &row.payload)
-            }
-            other => other,
-        }
-        .map_err(|e| bad(format!("cannot decrypt: {e}")))?;
+        let plain = self
+            .keys
+            .decrypt(&aad, &row.payload)
+            .await
+            .map_err(|e| bad(format!("cannot decrypt: {e}")))?;
         let text = String::from_utf8(plain).map_err(|_| bad("payload is not UTF-8".into()))?;
         let payload = RawValue::from_string(text).map_err(|_| bad("payload is not JSON".into()))?;
         Ok(ExportRecord {

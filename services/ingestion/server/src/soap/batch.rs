@@ -1,5 +1,6 @@
 //! `SubmitBatch` and `GetBatchStatus`: the batch use cases of [`crate::batch::Batches`], with
-//! the file inline as `xs:base64Binary` (R-ING-1 batch, R-ING-3 files, R-REC control totals).
+//! the file inline as `xs:base64Binary` or as an MTOM/XOP attachment ([`super::mtom`]) (R-ING-1
+//! batch, R-ING-3 files, R-REC control totals).
 
 use super::envelope::{check, leaf};
 use super::fault::Fault;
@@ -7,6 +8,7 @@ use super::{caller, encode, invalid, uuid_of};
 use crate::AppIngestion;
 use crate::batch::{BatchUpload, UploadOutcome};
 use base64::Engine as _;
+use bytes::Bytes;
 use etx_domain::{ErrorCode, FieldViolation, ViolationCode};
 use etx_http_kit::{ApiError, Principal};
 use etx_ingestion_core::batch::{BatchDefaults, BatchFormat, ControlTotals};
@@ -49,8 +51,30 @@ fn boolean(s: &str) -> Option<bool> {
     }
 }
 
-/// Decodes a `SubmitBatch` element into the upload and the file's bytes.
-fn decode(input: &XmlNode) -> Result<(BatchUpload, Vec<u8>), Vec<FieldViolation>> {
+/// The inline `file`: base64 text.
+fn inline_file(input: &XmlNode, v: &mut Vec<FieldViolation>) -> Option<Bytes> {
+    text_of(input, "file", "", v).and_then(|b64| {
+        let compact: Vec<u8> = b64.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        match base64::engine::general_purpose::STANDARD.decode(compact) {
+            Ok(bytes) if bytes.is_empty() => {
+                v.push(
+                    FieldViolation::new("/file", ViolationCode::Required)
+                        .with_detail("the batch file is empty"),
+                );
+                None
+            }
+            Ok(bytes) => Some(Bytes::from(bytes)),
+            Err(_) => {
+                v.push(FieldViolation::new("/file", ViolationCode::Format).with_detail("expected base64"));
+                None
+            }
+        }
+    })
+}
+
+/// Decodes a `SubmitBatch` element into the upload and the file's bytes;
+/// `attachment` is the file of an MTOM request (its `file` element then left empty).
+fn decode(input: &XmlNode, attachment: Option<Bytes>) -> Result<(BatchUpload, Bytes), Vec<FieldViolation>> {
     let mut v = check(input, "SubmitBatch", "");
     let format = text_of(input, "format", "", &mut v).and_then(|f| {
         let parsed = BatchFormat::parse(&f);
@@ -62,23 +86,17 @@ fn decode(input: &XmlNode) -> Result<(BatchUpload, Vec<u8>), Vec<FieldViolation>
         }
         parsed
     });
-    let file = text_of(input, "file", "", &mut v).and_then(|b64| {
-        let compact: Vec<u8> = b64.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-        match base64::engine::general_purpose::STANDARD.decode(compact) {
-            Ok(bytes) if bytes.is_empty() => {
-                v.push(
-                    FieldViolation::new("/file", ViolationCode::Required)
-                        .with_detail("the batch file is empty"),
-                );
-                None
-            }
-            Ok(bytes) => Some(bytes),
-            Err(_) => {
-                v.push(FieldViolation::new("/file", ViolationCode::Format).with_detail("expected base64"));
-                None
-            }
+    let file = match attachment {
+        Some(bytes) if bytes.is_empty() => {
+            v.push(
+                FieldViolation::new("/file", ViolationCode::Required)
+                    .with_detail("the batch file (MTOM attachment) is empty"),
+            );
+            None
         }
-    });
+        Some(bytes) => Some(bytes),
+        None => inline_file(input, &mut v),
+    };
     let mut defaults = BatchDefaults::default();
     if let Some(d) = input.child("defaults") {
         v.extend(check(d, "BatchDefaults", "/defaults"));
@@ -144,10 +162,11 @@ pub(crate) async fn submit_batch(
     app: &AppIngestion,
     p: &Principal,
     input: &XmlNode,
+    attachment: Option<Bytes>,
 ) -> Result<String, Fault> {
     let caller = caller(p)?;
-    let (upload, file) = decode(input).map_err(invalid)?;
-    let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(bytes::Bytes::from(file))]);
+    let (upload, file) = decode(input, attachment).map_err(invalid)?;
+    let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(file)]);
     let outcome = app
         .batches
         .upload(caller, upload, body)
@@ -195,9 +214,9 @@ mod tests {
              <control_totals><row_count>1</row_count><sha256>AB00000000000000000000000000000000000000000000000000000000000000</sha256></control_totals>\
              <dry_run>true</dry_run></SubmitBatch>",
         );
-        let (u, file) = decode(&n).unwrap_or_else(|v| panic!("{v:?}"));
+        let (u, file) = decode(&n, None).unwrap_or_else(|v| panic!("{v:?}"));
         assert_eq!(u.format, BatchFormat::Csv);
-        assert_eq!(file, b"category\n1\n");
+        assert_eq!(&file[..], b"category\n1\n");
         assert_eq!(u.defaults.category.as_deref(), Some("statistics"));
         assert_eq!(u.defaults.schema_version, None);
         assert_eq!(u.declared.row_count, Some(1));
@@ -210,7 +229,7 @@ mod tests {
         let n = node(
             "<SubmitBatch><format>zip</format><file>***</file><control_totals><row_count>-1</row_count><sha256>x</sha256></control_totals><dry_run>maybe</dry_run><x/></SubmitBatch>",
         );
-        let v = decode(&n).err().unwrap_or_default();
+        let v = decode(&n, None).err().unwrap_or_default();
         let paths: Vec<_> = v.iter().map(|v| (v.path.as_str(), v.code)).collect();
         for expected in [
             ("/x", ViolationCode::UnknownField),
@@ -222,8 +241,19 @@ mod tests {
         ] {
             assert!(paths.contains(&expected), "{expected:?} in {paths:?}");
         }
-        let missing = decode(&node("<SubmitBatch/>")).err().unwrap_or_default();
+        let missing = decode(&node("<SubmitBatch/>"), None).err().unwrap_or_default();
         assert_eq!(missing.len(), 2);
+    }
+
+    #[test]
+    fn an_mtom_attachment_is_the_file() {
+        let n = node("<SubmitBatch><format>csv</format><file/></SubmitBatch>");
+        let (_, file) =
+            decode(&n, Some(Bytes::from_static(b"a\r\n1\r\n"))).unwrap_or_else(|v| panic!("{v:?}"));
+        assert_eq!(&file[..], b"a\r\n1\r\n");
+        let v = decode(&n, Some(Bytes::new())).err().unwrap_or_default();
+        assert_eq!(v[0].path, "/file");
+        assert_eq!(v[0].code, ViolationCode::Required);
     }
 
     #[test]

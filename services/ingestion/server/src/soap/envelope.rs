@@ -52,18 +52,19 @@ impl SoapVersion {
         }
     }
 
-    /// The version of a request, by its Content-Type.
+    /// The version of a request, by its Content-Type (for an MTOM request, `multipart/related`,
+    /// by its `start-info` parameter).
     pub fn of_request(headers: &HeaderMap) -> Option<Self> {
         headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .and_then(Self::from_content_type)
+            .and_then(|ct| Self::from_content_type(ct).or_else(|| super::mtom::start_info_version(ct)))
     }
 }
 
 /// The lower-cased essence of a media type and its parameters (names lower-cased, values
 /// unquoted).
-fn media_type(ct: &str) -> (String, Vec<(String, String)>) {
+pub(crate) fn media_type(ct: &str) -> (String, Vec<(String, String)>) {
     let mut parts = split_params(ct).into_iter();
     let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
     let params = parts
@@ -190,6 +191,11 @@ pub(crate) fn read(version: SoapVersion, action: Option<&str>, body: &[u8]) -> R
                 ),
             });
         }
+    }
+    if let Some(path) = header.and_then(|h| super::mtom::include_path(h, "")) {
+        return Err(invalid(format!(
+            "{path}: an xop:Include may stand only as the content of SubmitBatch/file"
+        )));
     }
     let body = body.ok_or_else(|| {
         Fault::from(ApiError::new(ErrorCode::MalformedXml).with_detail("the Envelope has no Body"))

@@ -20,6 +20,12 @@
 //! given and not empty, must be the operation's (`urn:etxhub:soap:ingestion:v1:<Operation>`);
 //! the operation itself is the Body's element.
 //!
+//! MTOM/XOP ([`mtom`]): `Content-Type: multipart/related; type="application/xop+xml";
+//! start-info="text/xml"` (or `"application/soap+xml"`) carries the envelope as its root part
+//! and the `SubmitBatch` file as a binary MIME part that `<xop:Include href="cid:…"/>` in
+//! `file` names; the SOAP 1.2 action may also be a parameter of `start-info` or of the root
+//! part's `type`.
+//!
 //! Authentication is the REST one — the API key in `X-API-Key` or `Authorization: Bearer`,
 //! checked by the gateway — and the WSDL is public (no key). Every error is a fault of the
 //! request's version ([`faults`] also re-renders the gateway's refusals) whose detail holds
@@ -27,7 +33,7 @@
 //!
 //! | fault | SOAP 1.1 | SOAP 1.2 |
 //! |---|---|---|
-//! | Content-Type neither `text/xml` nor `application/soap+xml` | 415 | 415 |
+//! | Content-Type neither `text/xml`, `application/soap+xml` nor an XOP `multipart/related` | 415 | 415 |
 //! | method other than POST (or GET `?wsdl`) | 405 | 405 |
 //! | sender's error (`soap:Client` / `env:Sender`), including refused credentials | 500 | 400 |
 //! | server's error (`soap:Server` / `env:Receiver`) | 500 | 500 |
@@ -41,6 +47,7 @@ mod batch;
 mod encode;
 mod envelope;
 mod fault;
+mod mtom;
 pub mod wsdl;
 
 pub use envelope::SoapVersion;
@@ -71,7 +78,7 @@ pub enum Operation {
     SubmitRecords,
     /// A receipt by id.
     GetReceipt,
-    /// A batch file, inline.
+    /// A batch file, inline or as an MTOM/XOP attachment.
     SubmitBatch,
     /// A batch's state by id.
     GetBatchStatus,
@@ -133,17 +140,35 @@ pub async fn endpoint(
     lang: RequestLang,
     rid: RequestId,
 ) -> HttpResponse {
-    let Some(version) = SoapVersion::of_request(req.headers()) else {
-        let f = Fault::from(
-            ApiError::new(ErrorCode::UnsupportedMediaType)
-                .with_detail("use Content-Type: text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2)"),
-        );
-        return f.response(SoapVersion::V11, lang.0, Some(&rid.0));
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let (version, package) = if mtom::is_package(content_type) {
+        match mtom::unpack(content_type, &body) {
+            Ok(package) => (package.version, Some(package)),
+            Err(f) => {
+                let version = SoapVersion::of_request(req.headers()).unwrap_or(SoapVersion::V11);
+                return f.response(version, lang.0, Some(&rid.0));
+            }
+        }
+    } else {
+        let Some(version) = SoapVersion::of_request(req.headers()) else {
+            let f = Fault::from(ApiError::new(ErrorCode::UnsupportedMediaType).with_detail(
+                "use Content-Type: text/xml (SOAP 1.1), application/soap+xml (SOAP 1.2) or multipart/related; type=\"application/xop+xml\" (MTOM)",
+            ));
+            return f.response(SoapVersion::V11, lang.0, Some(&rid.0));
+        };
+        (version, None)
     };
-    let action = envelope::action(version, req.headers());
+    let action =
+        envelope::action(version, req.headers()).or_else(|| package.as_ref().and_then(|p| p.action.clone()));
     let answer = async {
-        let call = envelope::read(version, action.as_deref(), &body)?;
-        dispatch(&app, &p, call).await
+        let envelope = package.as_ref().map_or(&body, |p| &p.root);
+        let mut call = envelope::read(version, action.as_deref(), envelope)?;
+        let attachment = mtom::attach(&mut call, package.as_ref())?;
+        dispatch(&app, &p, call, attachment).await
     }
     .await;
     match answer {
@@ -154,11 +179,16 @@ pub async fn endpoint(
     }
 }
 
-async fn dispatch(app: &AppIngestion, p: &Principal, call: Call) -> Result<String, Fault> {
+async fn dispatch(
+    app: &AppIngestion,
+    p: &Principal,
+    call: Call,
+    attachment: Option<bytes::Bytes>,
+) -> Result<String, Fault> {
     match call.op {
         Operation::SubmitRecords => submit_records(app, p, &call.input).await,
         Operation::GetReceipt => get_receipt(app, p, &call.input).await,
-        Operation::SubmitBatch => batch::submit_batch(app, p, &call.input).await,
+        Operation::SubmitBatch => batch::submit_batch(app, p, &call.input, attachment).await,
         Operation::GetBatchStatus => batch::get_batch_status(app, p, &call.input).await,
     }
 }

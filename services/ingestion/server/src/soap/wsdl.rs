@@ -337,10 +337,14 @@ pub(crate) const TYPES: &[Complex] = &[
     Complex {
         name: "SubmitBatch",
         element: true,
-        doc: "Uploads a batch file inline (R-ING-1 batch, R-ING-3 files); it is processed in the background: poll GetBatchStatus. The envelope is limited by limits.max_body_bytes (base64 adds a third); send larger files to POST /api/v1/batches.",
+        doc: "Uploads a batch file inline or as an MTOM/XOP attachment (R-ING-1 batch, R-ING-3 files); it is processed in the background: poll GetBatchStatus. MTOM: Content-Type multipart/related; type=\"application/xop+xml\"; start-info=\"text/xml\" (SOAP 1.1) or \"application/soap+xml\" (SOAP 1.2), the envelope as the root part and file holding only <xop:Include xmlns:xop=\"http://www.w3.org/2004/08/xop/include\" href=\"cid:...\"/> naming a binary MIME part by its Content-ID. The whole request is limited by limits.max_body_bytes (inline base64 adds a third); send larger files to POST /api/v1/batches.",
         fields: &[
             req("format", "tns:BatchFormat", "csv, ndjson, json or xml"),
-            req("file", "xs:base64Binary", "the file's bytes"),
+            req(
+                "file",
+                "xs:base64Binary",
+                "the file's bytes: base64 text, or an xop:Include (MTOM)",
+            ),
             opt(
                 "defaults",
                 "tns:BatchDefaults",

@@ -8,7 +8,7 @@ pub mod migrations;
 
 use async_trait::async_trait;
 use entities::{receipt, record};
-use etx_crypto::{Aad, CryptoError};
+use etx_crypto::Aad;
 use etx_domain::{
     Category, Classification, ContentHash, Envelope, Form, Method, OrgId, Period, Priority, Provenance,
     ReceiptId, RecordId, SchemaVersion, SystemId,
@@ -136,17 +136,11 @@ impl RecordStore for SeaRecordStore {
             org_id: m.org_id,
             record_id: m.id,
         };
-        let plain = match self.keys.ring().decrypt(&aad, &m.payload) {
-            Err(CryptoError::UnknownDataKey(k)) => {
-                self.keys
-                    .load(k)
-                    .await
-                    .map_err(|e| StoreError::Unknown(e.into()))?;
-                self.keys.ring().decrypt(&aad, &m.payload)
-            }
-            other => other,
-        }
-        .map_err(|e| StoreError::Unknown(anyhow::anyhow!("cannot decrypt record {}: {e}", m.id)))?;
+        let plain = self
+            .keys
+            .decrypt(&aad, &m.payload)
+            .await
+            .map_err(|e| StoreError::Unknown(anyhow::anyhow!("cannot decrypt record {}: {e}", m.id)))?;
         let payload = serde_json::from_slice(&plain).map_err(|e| StoreError::Unknown(e.into()))?;
         Ok(Some(to_stored(m, payload).map_err(StoreError::Unknown)?))
     }
