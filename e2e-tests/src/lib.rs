@@ -506,6 +506,14 @@ impl Hub {
             "ETX__SHUTDOWN__TIMEOUT_SECS".to_owned(),
             SHUTDOWN_TIMEOUT_SECS.to_string(),
         )];
+        // The end-to-end scenarios drive one source from one address much faster than the
+        // default rate limits allow (R-SEC-2, tested in the API suite): lift them here. A
+        // test's own `opts.env` still overrides these.
+        for limit in ["PER_KEY", "PER_ORG", "PER_IP"] {
+            for part in ["RATE", "BURST"] {
+                env.push((format!("ETX__RATE_LIMITS__{limit}__{part}"), "1000000".to_owned()));
+            }
+        }
         if let Some(l) = &opts.rust_log {
             env.push(("RUST_LOG".into(), l.clone()));
         }

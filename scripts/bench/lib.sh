@@ -2,6 +2,15 @@
 # distributed hub (gateway + identity + ingestion on PostgreSQL + Redis), measurements.
 # Source after scripts/lib/services.sh; needs $ETXHUB and $PG_ADMIN_URL set by the caller.
 
+# The benchmarks drive one source from one address far beyond the default rate limits (R-SEC-2):
+# lift them, unless the caller set them.
+export ETX__RATE_LIMITS__PER_KEY__RATE=${ETX__RATE_LIMITS__PER_KEY__RATE:-1000000}
+export ETX__RATE_LIMITS__PER_KEY__BURST=${ETX__RATE_LIMITS__PER_KEY__BURST:-1000000}
+export ETX__RATE_LIMITS__PER_ORG__RATE=${ETX__RATE_LIMITS__PER_ORG__RATE:-1000000}
+export ETX__RATE_LIMITS__PER_ORG__BURST=${ETX__RATE_LIMITS__PER_ORG__BURST:-1000000}
+export ETX__RATE_LIMITS__PER_IP__RATE=${ETX__RATE_LIMITS__PER_IP__RATE:-1000000}
+export ETX__RATE_LIMITS__PER_IP__BURST=${ETX__RATE_LIMITS__PER_IP__BURST:-1000000}
+
 # Milliseconds since the epoch.
 now_ms() { date +%s%3N; }
 

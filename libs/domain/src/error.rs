@@ -58,11 +58,14 @@ pub enum ErrorCode {
     ControlTotalMismatch,
     /// The request body ended before it was complete, or could not be read.
     IncompleteBody,
+    /// The caller (API key, organisation or client address) sent more requests than its rate
+    /// limit allows (R-SEC-2); `Retry-After` says when to try again.
+    RateLimited,
 }
 
 impl ErrorCode {
     /// Every code, for the catalogue test and the documentation.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         Self::MalformedJson,
         Self::MalformedXml,
         Self::XmlDtdForbidden,
@@ -86,6 +89,7 @@ impl ErrorCode {
         Self::Internal,
         Self::ControlTotalMismatch,
         Self::IncompleteBody,
+        Self::RateLimited,
     ];
 
     /// The snake_case code.
@@ -237,6 +241,12 @@ impl ErrorCode {
                 400,
                 "Nội dung yêu cầu bị gián đoạn hoặc không đọc được",
                 "The request body was cut short or could not be read",
+            ),
+            Self::RateLimited => (
+                "rate_limited",
+                429,
+                "Vượt quá giới hạn tần suất yêu cầu; vui lòng thử lại sau",
+                "Too many requests; retry later",
             ),
         }
     }

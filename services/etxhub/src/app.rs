@@ -81,6 +81,32 @@ pub struct Running {
     pub tls: bool,
 }
 
+/// The gateway's rate limits (R-SEC-2), kept in Redis or in this process as configured.
+fn rate_limits(cfg: &Config) -> anyhow::Result<etx_gateway::RateLimits> {
+    let rl = &cfg.rate_limits;
+    let limiter: Arc<dyn etx_gateway_core::ratelimit::Limiter> = if rl.uses_redis(&cfg.queue.kind) {
+        let prefix = format!("{}rl:", cfg.queue.key_prefix);
+        Arc::new(etx_gateway::RedisLimiter::connect(
+            cfg.queue.redis_url.expose(),
+            &prefix,
+        )?)
+    } else {
+        Arc::new(etx_gateway::MemoryLimiter::new())
+    };
+    let orgs = rl
+        .orgs
+        .iter()
+        .map(|(org, r)| Ok((org.to_lowercase(), r.to_rate()?)))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(etx_gateway::RateLimits::new(
+        limiter,
+        rl.per_key.to_rate()?,
+        rl.per_org.to_rate()?,
+        rl.per_ip.to_rate()?,
+        orgs,
+    ))
+}
+
 /// Builds and binds everything for `targets`.
 pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<Running> {
     let secrets = Secrets::load(cfg)?;
@@ -181,6 +207,7 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     let auth_cache = web::Data::new(etx_gateway::AuthCache::new(Duration::from_millis(
         cfg.security.auth_cache_ms,
     )));
+    let rate_limits = web::Data::new(rate_limits(cfg)?);
     let limit = cfg.limits.max_body_bytes;
 
     let soap_on = gateway || ingestion.is_some();
@@ -226,7 +253,10 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
             );
         }
         if let Some(idc) = &identity_client {
-            app = app.app_data(idc.clone()).app_data(auth_cache.clone());
+            app = app
+                .app_data(idc.clone())
+                .app_data(auth_cache.clone())
+                .app_data(rate_limits.clone());
             app = app.service(api.wrap(from_fn(etx_gateway::authenticate)));
             if soap_on {
                 app = app.service(

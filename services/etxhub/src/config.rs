@@ -61,6 +61,8 @@ pub struct Config {
     pub upstreams: UpstreamsCfg,
     /// Shutdown.
     pub shutdown: ShutdownCfg,
+    /// Gateway rate limits (R-SEC-2).
+    pub rate_limits: RateLimitsCfg,
 }
 
 /// `[database]`
@@ -162,6 +164,73 @@ pub struct ShutdownCfg {
     pub timeout_secs: u64,
 }
 
+/// One rate: sustained requests per second and the burst allowed at once.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+pub struct RateCfg {
+    /// Requests per second.
+    pub rate: f64,
+    /// Requests at once.
+    pub burst: u32,
+}
+
+impl RateCfg {
+    /// The checked rate.
+    pub fn to_rate(self) -> anyhow::Result<etx_gateway_core::ratelimit::Rate> {
+        Ok(etx_gateway_core::ratelimit::Rate::new(self.rate, self.burst)?)
+    }
+}
+
+/// `[rate_limits]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RateLimitsCfg {
+    /// Where limits are kept: `auto` (Redis when `queue.kind = "redis"`, else memory),
+    /// `memory` (each gateway alone) or `redis` (shared, on `queue.redis_url`).
+    pub store: String,
+    /// Per API key.
+    pub per_key: RateCfg,
+    /// Per organisation (all its keys together).
+    pub per_org: RateCfg,
+    /// Per client IP address, checked before authentication.
+    pub per_ip: RateCfg,
+    /// Per-organisation rates of some organisations, by organisation id (UUID).
+    #[serde(default)]
+    pub orgs: std::collections::BTreeMap<String, RateCfg>,
+}
+
+impl RateLimitsCfg {
+    /// Whether limits are kept in Redis, given the queue kind.
+    pub fn uses_redis(&self, queue_kind: &str) -> bool {
+        match self.store.as_str() {
+            "redis" => true,
+            "memory" => false,
+            _ => queue_kind == "redis",
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            matches!(self.store.as_str(), "auto" | "memory" | "redis"),
+            "rate_limits.store must be auto, memory or redis"
+        );
+        for (name, r) in [
+            ("per_key", self.per_key),
+            ("per_org", self.per_org),
+            ("per_ip", self.per_ip),
+        ] {
+            r.to_rate().with_context(|| format!("rate_limits.{name}"))?;
+        }
+        for (org, r) in &self.orgs {
+            anyhow::ensure!(
+                uuid::Uuid::parse_str(org).is_ok(),
+                "rate_limits.orgs.\"{org}\": key by organisation id (UUID), not code"
+            );
+            r.to_rate()
+                .with_context(|| format!("rate_limits.orgs.\"{org}\""))?;
+        }
+        Ok(())
+    }
+}
+
 const DEFAULTS: &str = include_str!("defaults.toml");
 
 impl Config {
@@ -216,6 +285,7 @@ impl Config {
             self.security.principal_ttl_secs >= 1,
             "security.principal_ttl_secs must be positive"
         );
+        self.rate_limits.validate()?;
         Ok(())
     }
 
@@ -244,6 +314,15 @@ mod tests {
         let cfg = Config::load(None, Some(&dir)).unwrap();
         assert_eq!(cfg.data_dir, dir);
         assert!(cfg.database_url().starts_with("sqlite://"));
+        assert_eq!(
+            (
+                cfg.rate_limits.per_key.burst,
+                cfg.rate_limits.per_org.burst,
+                cfg.rate_limits.per_ip.burst
+            ),
+            (400, 1000, 600)
+        );
+        assert!(!cfg.rate_limits.uses_redis(&cfg.queue.kind));
         let with_secret = Secret("postgres://u:hunter2@h/db".into());
         assert!(!format!("{with_secret:?}").contains("hunter2"));
     }
@@ -273,6 +352,12 @@ mod tests {
             let cfg = Config::load(None, Some(&dir)).map_err(|e| e.to_string())?;
             assert_eq!(cfg.limits.max_records, 70);
             assert_eq!(cfg.data_dir, dir, "--data-dir wins");
+            jail.set_env("ETX__RATE_LIMITS__PER_KEY__RATE", "5");
+            let cfg = Config::load(None, Some(&dir)).map_err(|e| e.to_string())?;
+            assert!((cfg.rate_limits.per_key.rate - 5.0).abs() < f64::EPSILON);
+            jail.set_env("ETX__RATE_LIMITS__PER_KEY__RATE", "0");
+            assert!(Config::load(None, Some(&dir)).is_err(), "a zero rate is refused");
+            jail.set_env("ETX__RATE_LIMITS__PER_KEY__RATE", "200");
             jail.set_env("ETX__QUEUE__KIND", "kafka");
             assert!(
                 Config::load(None, Some(&dir)).is_err(),

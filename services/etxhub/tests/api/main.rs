@@ -8,6 +8,7 @@ mod helpers;
 mod ingestion;
 mod keys;
 mod platform;
+mod ratelimit;
 mod schemas;
 mod security;
 mod soap;

@@ -1,5 +1,8 @@
 //! The gateway's rules, free of any framework: how a caller's credential is read from the
-//! request headers (R-SEC-1) and which service owns which API path (DESIGN.md §2 routing).
+//! request headers (R-SEC-1), which service owns which API path (DESIGN.md §2 routing), and
+//! the rate-limit decision ([`ratelimit`], R-SEC-2).
+
+pub mod ratelimit;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,9 +1,12 @@
 //! Authentication of every `/api/**` call (R-SEC-1): the API key is read from the headers,
 //! checked by identity (in-process or over HTTP), and the caller becomes a [`Principal`] that
 //! the services trust. A principal header sent by a client is always removed first, so nobody
-//! can forge one from outside.
+//! can forge one from outside. When [`RateLimits`] are configured, the client address is
+//! limited before the key is even read, and the key and its organisation right after it is
+//! accepted (R-SEC-2, see [`crate::ratelimit`]).
 
 use crate::cache::AuthCache;
+use crate::ratelimit::RateLimits;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::AUTHORIZATION;
@@ -35,6 +38,13 @@ pub async fn authenticate<B: MessageBody + 'static>(
             ApiError::internal("gateway has no identity client configured"),
         ));
     };
+    let limits = req.app_data::<web::Data<RateLimits>>().cloned();
+    let client_ip = req.peer_addr().map(|a| a.ip().to_string());
+    if let (Some(limits), Some(ip)) = (&limits, &client_ip)
+        && let Err(resp) = limits.check_ip(ip).await
+    {
+        return Ok(req.into_response(resp).map_into_right_body());
+    }
     let headers = req.headers();
     let presented = match credential(
         headers.get("x-api-key").map(|v| v.as_bytes()),
@@ -72,13 +82,20 @@ pub async fn authenticate<B: MessageBody + 'static>(
             return Ok(refuse(req, ApiError::new(code)));
         }
     };
+    if let Some(limits) = &limits
+        && let Err(resp) = limits
+            .check_caller(&caller.key_id.to_string(), &caller.org_id.to_string())
+            .await
+    {
+        return Ok(req.into_response(resp).map_into_right_body());
+    }
     let principal = Principal {
         org_id: caller.org_id,
         system_id: Some(caller.system_id),
         key_id: Some(caller.key_id),
         subject: format!("system:{}", caller.system_id),
         roles: caller.roles,
-        client_ip: req.peer_addr().map(|a| a.ip().to_string()),
+        client_ip,
     };
     req.extensions_mut().insert(principal);
     let revoking = req.method() == actix_web::http::Method::DELETE && req.path().starts_with("/api/v1/keys/");

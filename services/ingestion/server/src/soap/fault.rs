@@ -57,6 +57,9 @@ impl Fault {
             // Refused before any SOAP processing (WS-I Basic Profile R1114, R1115).
             ErrorCode::MethodNotAllowed => return StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::UnsupportedMediaType => return StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            // A rate limit is HTTP's business, like the two above: clients and proxies back off
+            // on 429 + Retry-After whatever the body (R-SEC-2).
+            ErrorCode::RateLimited => return StatusCode::TOO_MANY_REQUESTS,
             _ => {}
         }
         match (version, &self.kind) {
@@ -245,6 +248,9 @@ mod tests {
         assert_eq!(server.status(SoapVersion::V11), 500);
         assert_eq!(invalid().status(SoapVersion::V12), 400);
         assert_eq!(server.status(SoapVersion::V12), 500);
+        let limited = Fault::from(ApiError::new(ErrorCode::RateLimited));
+        assert_eq!(limited.status(SoapVersion::V11), 429);
+        assert_eq!(limited.status(SoapVersion::V12), 429);
         let mismatch = Fault {
             kind: FaultKind::VersionMismatch,
             error: ApiError::new(ErrorCode::InvalidParameter),
