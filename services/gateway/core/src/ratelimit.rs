@@ -154,6 +154,22 @@ pub trait Limiter: Send + Sync + std::fmt::Debug {
     /// [`LimiterError::Unavailable`] when the store cannot be reached; the caller then
     /// chooses to fail open or closed.
     async fn check(&self, key: &str, rate: Rate) -> Result<Decision, LimiterError>;
+
+    /// Decides one request under several limits at once (client address, key, organisation):
+    /// refused if any refuses. The default checks them one after the other (an earlier limit
+    /// may have been consumed when a later one refuses); a shared store SHOULD do it in one
+    /// atomic, all-or-nothing round trip.
+    async fn check_all(&self, checks: &[(String, Rate)]) -> Result<Decision, LimiterError> {
+        let mut last = None;
+        for (key, rate) in checks {
+            let d = self.check(key, *rate).await?;
+            if !d.allowed {
+                return Ok(d);
+            }
+            last = Some(d);
+        }
+        last.ok_or_else(|| LimiterError::Unavailable("no limit to check".into()))
+    }
 }
 
 #[cfg(test)]

@@ -40,11 +40,16 @@ pub async fn authenticate<B: MessageBody + 'static>(
     };
     let limits = req.app_data::<web::Data<RateLimits>>().cloned();
     let client_ip = req.peer_addr().map(|a| a.ip().to_string());
-    if let (Some(limits), Some(ip)) = (&limits, &client_ip)
-        && let Err(resp) = limits.check_ip(ip).await
-    {
-        return Ok(req.into_response(resp).map_into_right_body());
-    }
+    // A refused credential counts against its client address: once the address is over its
+    // limit, guessing answers 429 instead of 401 (and a right guess is refused the same way).
+    let refuse_credential = async |req: ServiceRequest, code: ErrorCode| {
+        if let (Some(limits), Some(ip)) = (&limits, &client_ip)
+            && let Err(resp) = limits.check_ip(ip).await
+        {
+            return req.into_response(resp).map_into_right_body();
+        }
+        refuse(req, ApiError::new(code))
+    };
     let headers = req.headers();
     let presented = match credential(
         headers.get("x-api-key").map(|v| v.as_bytes()),
@@ -52,10 +57,10 @@ pub async fn authenticate<B: MessageBody + 'static>(
     ) {
         Ok(k) => k.to_owned(),
         Err(CredentialError::Missing) => {
-            return Ok(refuse(req, ApiError::new(ErrorCode::MissingCredentials)));
+            return Ok(refuse_credential(req, ErrorCode::MissingCredentials).await);
         }
         Err(CredentialError::Malformed) => {
-            return Ok(refuse(req, ApiError::new(ErrorCode::InvalidCredentials)));
+            return Ok(refuse_credential(req, ErrorCode::InvalidCredentials).await);
         }
     };
     let cache = req.app_data::<web::Data<AuthCache>>().cloned();
@@ -79,12 +84,19 @@ pub async fn authenticate<B: MessageBody + 'static>(
                 AuthError::Unavailable => ErrorCode::ServiceUnavailable,
             };
             tracing::info!(reason = %e, path = %req.path(), "request refused at the gateway");
-            return Ok(refuse(req, ApiError::new(code)));
+            if code == ErrorCode::ServiceUnavailable {
+                return Ok(refuse(req, ApiError::new(code)));
+            }
+            return Ok(refuse_credential(req, code).await);
         }
     };
     if let Some(limits) = &limits
         && let Err(resp) = limits
-            .check_caller(&caller.key_id.to_string(), &caller.org_id.to_string())
+            .check_caller(
+                client_ip.as_deref(),
+                &caller.key_id.to_string(),
+                &caller.org_id.to_string(),
+            )
             .await
     {
         return Ok(req.into_response(resp).map_into_right_body());

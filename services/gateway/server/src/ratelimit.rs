@@ -159,6 +159,40 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_
 return {1, 0, math.floor((ceiling - new_tat) / interval), math.floor(new_tat)}
 ";
 
+/// GCRA over several keys at once, all or nothing: `KEYS[i]` with `ARGV[2i-1]` = interval (µs)
+/// and `ARGV[2i]` = burst. Refused if any key refuses (then nothing is stored); returns
+/// `{allowed, retry_after_us, remaining (least of all), index of the refusing key (1-based) or 0}`.
+const GCRA_ALL_LUA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local new = {}
+local retry = 0
+local refused_by = 0
+local remaining = nil
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local tolerance = interval * tonumber(ARGV[2 * i])
+  local ceiling = now + tolerance
+  local tat = tonumber(redis.call('GET', KEYS[i])) or now
+  if tat < now then tat = now end
+  if tat > ceiling then tat = ceiling end
+  local new_tat = tat + interval
+  local allow_at = new_tat - tolerance
+  if now < allow_at and math.ceil(allow_at - now) > retry then
+    retry = math.ceil(allow_at - now)
+    refused_by = i
+  end
+  new[i] = new_tat
+  local rem = math.floor((ceiling - new_tat) / interval)
+  if remaining == nil or rem < remaining then remaining = rem end
+end
+if refused_by > 0 then return {0, retry, 0, refused_by} end
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], string.format('%.0f', new[i]), 'PX', math.ceil((new[i] - now) / 1000) + 1)
+end
+return {1, 0, remaining or 0, 0}
+";
+
 #[derive(Debug, Default)]
 struct Health {
     skip_until: Option<Instant>,
@@ -171,6 +205,7 @@ pub struct RedisLimiter {
     pool: Pool,
     prefix: String,
     script: Script,
+    script_all: Script,
     fallback: MemoryLimiter,
     health: Mutex<Health>,
 }
@@ -195,7 +230,7 @@ impl RedisLimiter {
         let manager = deadpool_redis::Manager::new_with_config(url, conn_cfg)
             .map_err(|e| anyhow::anyhow!("invalid Redis URL for rate limits: {e}"))?;
         let pool = Pool::builder(manager)
-            .max_size(32)
+            .max_size(128)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(Duration::from_millis(500)))
             .create_timeout(Some(Duration::from_millis(500)))
@@ -206,6 +241,7 @@ impl RedisLimiter {
             pool,
             prefix: key_prefix.to_owned(),
             script: Script::new(GCRA_LUA),
+            script_all: Script::new(GCRA_ALL_LUA),
             fallback: MemoryLimiter::new(),
             health: Mutex::new(Health::default()),
         })
@@ -238,26 +274,73 @@ impl RedisLimiter {
     }
 }
 
+impl RedisLimiter {
+    /// All the checks in one atomic script call (one round trip per request).
+    async fn shared_all(&self, checks: &[(String, Rate)]) -> Result<Decision, LimiterError> {
+        let unavailable = |e: &dyn std::fmt::Display| LimiterError::Unavailable(e.to_string());
+        let mut conn = self.pool.get().await.map_err(|e| unavailable(&e))?;
+        let mut inv = self.script_all.prepare_invoke();
+        for (key, rate) in checks {
+            inv.key(self.redis_key(key))
+                .arg(rate.interval_nanos() as f64 / 1000.0)
+                .arg(rate.burst());
+        }
+        let (allowed, retry_us, remaining, refused_by): (i64, i64, i64, i64) =
+            inv.invoke_async(&mut conn).await.map_err(|e| unavailable(&e))?;
+        let limit = usize::try_from(refused_by)
+            .ok()
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|i| checks.get(i))
+            .or(checks.first())
+            .map_or(0, |(_, r)| r.burst());
+        Ok(Decision {
+            allowed: allowed == 1,
+            new_tat: 0,
+            retry_after: Duration::from_micros(u64::try_from(retry_us).unwrap_or(0)),
+            remaining: u32::try_from(remaining).unwrap_or(0),
+            limit,
+        })
+    }
+
+    /// Whether Redis is being skipped after a recent failure.
+    fn skipping(&self) -> bool {
+        lock(&self.health).skip_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Records a failure: skip Redis for a while, warn at most every [`WARN_EVERY`].
+    fn failed(&self, e: &LimiterError) {
+        let now = Instant::now();
+        let mut h = lock(&self.health);
+        h.skip_until = Some(now + RETRY_REDIS_AFTER);
+        if h.last_warn.is_none_or(|t| now.duration_since(t) >= WARN_EVERY) {
+            h.last_warn = Some(now);
+            tracing::warn!(error = %e, "rate-limit Redis unreachable; this gateway limits alone until it is back");
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Limiter for RedisLimiter {
     /// Never fails: while Redis is unreachable it answers from the local fallback.
     async fn check(&self, key: &str, rate: Rate) -> Result<Decision, LimiterError> {
-        let skipping = lock(&self.health).skip_until.is_some_and(|t| Instant::now() < t);
-        if !skipping {
+        if !self.skipping() {
             match self.shared(key, rate).await {
                 Ok(d) => return Ok(d),
-                Err(e) => {
-                    let now = Instant::now();
-                    let mut h = lock(&self.health);
-                    h.skip_until = Some(now + RETRY_REDIS_AFTER);
-                    if h.last_warn.is_none_or(|t| now.duration_since(t) >= WARN_EVERY) {
-                        h.last_warn = Some(now);
-                        tracing::warn!(error = %e, "rate-limit Redis unreachable; this gateway limits alone until it is back");
-                    }
-                }
+                Err(e) => self.failed(&e),
             }
         }
         Ok(self.fallback.decide(key, rate))
+    }
+
+    /// One round trip for all the limits of a request; the local fallback while Redis is down.
+    async fn check_all(&self, checks: &[(String, Rate)]) -> Result<Decision, LimiterError> {
+        if !self.skipping() {
+            match self.shared_all(checks).await {
+                Ok(d) => return Ok(d),
+                Err(e) => self.failed(&e),
+            }
+        }
+        self.fallback.check_all(checks).await
     }
 }
 
@@ -296,24 +379,47 @@ impl RateLimits {
         self.check(&format!("ip:{ip}"), self.per_ip).await
     }
 
-    /// Checks the API-key limit and then the organisation's; `Err` is the response to send.
-    pub async fn check_caller(&self, key_id: &str, org_id: &str) -> Result<(), HttpResponse> {
-        self.check(&format!("key:{key_id}"), self.per_key).await?;
+    /// Checks an authenticated request against its client address, API key and organisation
+    /// limits at once (one round trip to a shared store); `Err` is the response to send.
+    pub async fn check_caller(
+        &self,
+        ip: Option<&str>,
+        key_id: &str,
+        org_id: &str,
+    ) -> Result<(), HttpResponse> {
         let org_rate = self.org_overrides.get(org_id).copied().unwrap_or(self.per_org);
-        self.check(&format!("org:{org_id}"), org_rate).await
+        let mut checks = Vec::with_capacity(3);
+        if let Some(ip) = ip {
+            checks.push((format!("ip:{ip}"), self.per_ip));
+        }
+        checks.push((format!("key:{key_id}"), self.per_key));
+        checks.push((format!("org:{org_id}"), org_rate));
+        match self.answer(&checks[0].0, self.limiter.check_all(&checks).await) {
+            Some(refused) => Err(*refused),
+            None => Ok(()),
+        }
     }
 
     async fn check(&self, key: &str, rate: Rate) -> Result<(), HttpResponse> {
-        match self.limiter.check(key, rate).await {
-            Ok(d) if d.allowed => Ok(()),
+        match self.answer(key, self.limiter.check(key, rate).await) {
+            Some(refused) => Err(*refused),
+            None => Ok(()),
+        }
+    }
+
+    /// The 429 to send, if the decision refuses. `key` names the limit in the log (for a
+    /// combined check, its first limit).
+    fn answer(&self, key: &str, decision: Result<Decision, LimiterError>) -> Option<Box<HttpResponse>> {
+        match decision {
+            Ok(d) if d.allowed => None,
             Ok(d) => {
                 tracing::info!(limit = %key, retry_after_ms = d.retry_after.as_millis() as u64, "request rate-limited at the gateway");
-                Err(refusal(&d))
+                Some(Box::new(refusal(&d)))
             }
             Err(e) => {
                 // A store that cannot answer must not take the API down: fail open.
                 tracing::warn!(error = %e, "rate limit not checked");
-                Ok(())
+                None
             }
         }
     }
