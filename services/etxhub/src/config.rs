@@ -190,7 +190,7 @@ pub struct RateLimitsCfg {
     pub per_key: RateCfg,
     /// Per organisation (all its keys together).
     pub per_org: RateCfg,
-    /// Per client IP address, checked before authentication.
+    /// Per client IP address: every request counts, accepted or refused.
     pub per_ip: RateCfg,
     /// Per-organisation rates of some organisations, by organisation id (UUID).
     #[serde(default)]

@@ -1,9 +1,10 @@
 //! Authentication of every `/api/**` call (R-SEC-1): the API key is read from the headers,
 //! checked by identity (in-process or over HTTP), and the caller becomes a [`Principal`] that
 //! the services trust. A principal header sent by a client is always removed first, so nobody
-//! can forge one from outside. When [`RateLimits`] are configured, the client address is
-//! limited before the key is even read, and the key and its organisation right after it is
-//! accepted (R-SEC-2, see [`crate::ratelimit`]).
+//! can forge one from outside. When [`RateLimits`] are configured, every request counts against
+//! its client address: an accepted one together with its key and organisation (one atomic
+//! check), a refused credential on its own, so that once an address is over its limit key
+//! guessing answers 429 rather than 401 (R-SEC-2, see [`crate::ratelimit`]).
 
 use crate::cache::AuthCache;
 use crate::ratelimit::RateLimits;
