@@ -21,5 +21,41 @@ pub fn document() -> serde_json::Value {
         "api_key",
         SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
     );
-    serde_json::to_value(&doc).unwrap_or_default()
+    let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    add_rate_limit_responses(&mut value);
+    value
+}
+
+/// Every authenticated operation may be answered `429` by the gateway's rate limits (R-SEC-2);
+/// the handlers do not declare it, so it is added here once for all of them.
+fn add_rate_limit_responses(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(ops) = item.as_object_mut() else { continue };
+        for op in ops.values_mut() {
+            let secured = op
+                .get("security")
+                .and_then(|s| s.as_array())
+                .is_some_and(|s| !s.is_empty());
+            if !secured {
+                continue;
+            }
+            if let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) {
+                responses.entry("429").or_insert_with(|| {
+                    serde_json::json!({
+                        "description": "Rate limit exceeded (per client address, API key or organisation): retry after `Retry-After` seconds",
+                        "headers": {
+                            "Retry-After": {
+                                "description": "Whole seconds to wait before the next request",
+                                "schema": { "type": "integer", "minimum": 1 }
+                            }
+                        },
+                        "content": { "application/problem+json": {} }
+                    })
+                });
+            }
+        }
+    }
 }
