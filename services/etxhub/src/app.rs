@@ -75,6 +75,9 @@ pub struct Running {
     pub server: actix_web::dev::Server,
     /// The outbox relay, when this process runs ingestion.
     pub relay: Option<(RelayHandle, tokio::task::JoinHandle<()>)>,
+    /// The batch use cases (their workers are stopped on shutdown), when this process runs
+    /// ingestion.
+    pub batches: Option<etx_ingestion::batch::Batches>,
     /// Where it listens.
     pub addr: std::net::SocketAddr,
     /// Whether it serves HTTPS.
@@ -211,6 +214,7 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     let limit = cfg.limits.max_body_bytes;
 
     let soap_on = gateway || ingestion.is_some();
+    let batches = ingestion.as_ref().map(|i| i.batches.clone());
     let factory = move || {
         let mut api = web::scope("/api/v1");
         if let Some(id) = &identity {
@@ -304,6 +308,7 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     Ok(Running {
         server,
         relay,
+        batches,
         addr,
         tls: gateway,
     })

@@ -212,10 +212,15 @@ async fn serve(cfg: Config, target: &str) -> anyhow::Result<()> {
         println!("    (create the parent first, or drop --parent and use --org-kind province)");
     }
     running.server.await.context("server stopped with an error")?;
-    tracing::info!("HTTP server stopped; draining the outbox");
+    let grace = std::time::Duration::from_secs(cfg.shutdown.timeout_secs);
+    if let Some(batches) = &running.batches {
+        tracing::info!("HTTP server stopped; pausing batch processing");
+        batches.shutdown(grace).await;
+    }
+    tracing::info!("draining the outbox");
     if let Some((handle, task)) = running.relay {
         handle.stop();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(cfg.shutdown.timeout_secs), task).await;
+        let _ = tokio::time::timeout(grace, task).await;
     }
     tracing::info!("stopped");
     Ok(())

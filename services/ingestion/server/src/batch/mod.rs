@@ -210,6 +210,9 @@ struct Inner {
     relay: Option<RelayHandle>,
     settings: BatchSettings,
     wake: Notify,
+    /// Set by [`Batches::shutdown`]: workers stop taking work.
+    stopping: std::sync::atomic::AtomicBool,
+    workers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Batches {
@@ -245,6 +248,8 @@ impl Batches {
                 relay,
                 settings,
                 wake: Notify::new(),
+                stopping: std::sync::atomic::AtomicBool::new(false),
+                workers: std::sync::Mutex::new(Vec::new()),
             }),
         }
     }
@@ -256,10 +261,40 @@ impl Batches {
 
     /// Starts the configured number of worker tasks (they resume unfinished batches).
     pub fn start_workers(&self) {
+        let mut handles = self
+            .inner
+            .workers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for _ in 0..self.inner.settings.workers {
             let w = worker::Worker::new(self.clone());
-            tokio::spawn(async move { w.run().await });
+            handles.push(tokio::spawn(async move { w.run().await }));
         }
+    }
+
+    /// Graceful stop (SIGTERM): workers finish the groups they are committing, take no more,
+    /// and give their batches' leases back at once, so that a restarted or another process
+    /// resumes them without waiting for the lease to expire. Waits up to `within`.
+    pub async fn shutdown(&self, within: Duration) {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.wake.notify_waiters();
+        let handles: Vec<_> = self
+            .inner
+            .workers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        let all = futures_util::future::join_all(handles);
+        if tokio::time::timeout(within, all).await.is_err() {
+            tracing::warn!("batch workers did not stop in time; their leases will expire");
+        }
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.inner.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Streams an uploaded file into durable storage and registers the batch (issue 3 §1, §2,

@@ -87,6 +87,8 @@ enum RunError {
     Db(#[from] DbErr),
     #[error("lost the lease")]
     LostLease,
+    #[error("the process is stopping")]
+    Stopping,
     #[error("{0}")]
     Other(String),
 }
@@ -102,6 +104,9 @@ impl Worker {
     pub(crate) async fn run(self) {
         let mut next_sweep = tokio::time::Instant::now();
         loop {
+            if self.batches.stopping() {
+                return;
+            }
             if tokio::time::Instant::now() >= next_sweep {
                 if let Err(e) = self.sweep_orphans().await {
                     tracing::warn!(error = %e, "cannot sweep the chunks of unfinished uploads");
@@ -111,9 +116,16 @@ impl Worker {
             match self.claim().await {
                 Ok(Some(b)) => {
                     let id = b.id;
-                    if let Err(e) = self.process(b).await {
-                        tracing::warn!(batch = %id, error = %e, "batch processing interrupted; it will resume");
-                        self.release_after_error(id).await;
+                    match self.process(b).await {
+                        Ok(()) => {}
+                        Err(RunError::Stopping) => {
+                            self.release_on_stop(id).await;
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(batch = %id, error = %e, "batch processing interrupted; it will resume");
+                            self.release_after_error(id).await;
+                        }
                     }
                 }
                 Ok(None) => {
@@ -440,8 +452,15 @@ impl Worker {
         let mut in_flight = futures_util::stream::FuturesUnordered::new();
         let mut outcome = Err("the file ended unexpectedly".to_string());
         let mut open = true;
+        let mut stopped = false;
         while open || !in_flight.is_empty() {
+            if open && self.batches.stopping() {
+                // Finish the groups in flight, read no more.
+                open = false;
+                stopped = true;
+            }
             tokio::select! {
+                () = self.batches.inner.wake.notified(), if open => {}
                 msg = msg_rx.recv(), if open && in_flight.len() < in_flight_max => match msg {
                     None => open = false,
                     Some(Msg::Progress { rows, invalid, errors }) => {
@@ -455,6 +474,11 @@ impl Worker {
             }
         }
         feeder.abort();
+        if stopped {
+            drop(msg_rx);
+            let _ = reader.await;
+            return Err(RunError::Stopping);
+        }
         let _ = reader.await;
         Ok(outcome)
     }
@@ -715,6 +739,30 @@ impl Worker {
         self.finish(id, BatchState::Rejected, cols).await
     }
 
+    /// After a graceful stop: the lease is given back at once, and the attempt does not count.
+    async fn release_on_stop(&self, id: Uuid) {
+        let res = batch::Entity::update_many()
+            .col_expr(batch::Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(
+                batch::Column::LeaseUntil,
+                Expr::value(Option::<chrono::DateTime<Utc>>::None),
+            )
+            .col_expr(
+                batch::Column::Attempts,
+                sea_orm::sea_query::ExprTrait::sub(Expr::col(batch::Column::Attempts), 1),
+            )
+            .filter(batch::Column::Id.eq(id))
+            .filter(batch::Column::LeaseOwner.eq(self.owner.clone()))
+            .exec(self.db())
+            .await;
+        match res {
+            Ok(_) => tracing::info!(batch = %id, "batch paused for shutdown; lease given back"),
+            Err(e) => {
+                tracing::warn!(batch = %id, error = %e, "cannot give the batch lease back; it will expire")
+            }
+        }
+    }
+
     /// After an error: give the lease back with a back-off, or fail the batch for good.
     async fn release_after_error(&self, id: Uuid) {
         let res = async {
@@ -738,10 +786,13 @@ impl Worker {
             } else {
                 let backoff =
                     Duration::from_secs(2u64.saturating_pow(u32::try_from(b.attempts).unwrap_or(5)));
-                q = q.col_expr(
-                    batch::Column::LeaseUntil,
-                    Expr::value(lease_deadline(Utc::now(), backoff)),
-                );
+                // Nobody owns it during the back-off; `lease_until` says when it may be taken.
+                q = q
+                    .col_expr(batch::Column::LeaseOwner, Expr::value(Option::<String>::None))
+                    .col_expr(
+                        batch::Column::LeaseUntil,
+                        Expr::value(lease_deadline(Utc::now(), backoff)),
+                    );
             }
             q.filter(batch::Column::Id.eq(id)).exec(self.db()).await?;
             Ok(())
