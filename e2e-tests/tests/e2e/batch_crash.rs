@@ -35,22 +35,30 @@ async fn status(hub: &Hub, key: &str, id: &str) -> Option<Value> {
     r.json().await.ok()
 }
 
-async fn killing_ingestion_mid_batch_stores_every_valid_row_once(mode: Mode) {
+/// Starts a hub whose batch leases last `lease_secs`, uploads the CSV as a new source and waits
+/// until part of its rows are stored. Returns the hub, the source's key, the batch id and how
+/// many rows were stored by then.
+async fn hub_in_the_middle_of_a_batch(
+    mode: Mode,
+    lease_secs: &str,
+    org_code: &str,
+    org_name: &str,
+) -> (Hub, String, String, u64) {
     let opts = HubOptions {
         env: vec![
-            ("ETX__INGESTION__BATCH_LEASE_SECS".into(), "3".into()),
+            ("ETX__INGESTION__BATCH_LEASE_SECS".into(), lease_secs.into()),
             ("ETX__INGESTION__BATCH_ROWS_PER_COMMIT".into(), "500".into()),
         ],
         ..Default::default()
     };
-    let mut hub = Hub::start(mode, opts).await;
-    let source = hub.onboard("E2E-BATCH", "Sở Tài chính tỉnh Gia Lai").await;
+    let hub = Hub::start(mode, opts).await;
+    let key = hub.onboard(org_code, org_name).await.api_key;
     let resp = hub
         .client
         .post(hub.url(
             "/api/v1/batches?category=statistics&schema_version=1&period=2026-10&classification=internal",
         ))
-        .header("x-api-key", &source.api_key)
+        .header("x-api-key", &key)
         .header("content-type", "text/csv")
         .header("x-batch-row-count", ROWS.to_string())
         .body(csv())
@@ -60,16 +68,14 @@ async fn killing_ingestion_mid_batch_stores_every_valid_row_once(mode: Mode) {
     assert_eq!(resp.status(), 202);
     let v: Value = resp.json().await.unwrap();
     let id = v["batch_id"].as_str().unwrap().to_owned();
-
-    // Wait until part of the rows are stored, then kill -9.
     let deadline = Instant::now() + Duration::from_secs(240);
     let before = loop {
         assert!(Instant::now() < deadline, "the batch made no progress");
-        if let Some(v) = status(&hub, &source.api_key, &id).await {
+        if let Some(v) = status(&hub, &key, &id).await {
             let accepted = v["counts"]["accepted"].as_u64().unwrap_or(0);
             assert_ne!(
                 v["state"], "completed",
-                "the batch finished before the kill; make it larger"
+                "the batch finished before the interruption; make it larger"
             );
             if v["state"] == "storing" && accepted > 0 {
                 break accepted;
@@ -77,20 +83,30 @@ async fn killing_ingestion_mid_batch_stores_every_valid_row_once(mode: Mode) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    (hub, key, id, before)
+}
+
+/// Waits until a batch is finished; returns its status.
+async fn finished(hub: &Hub, key: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        assert!(Instant::now() < deadline, "the batch did not resume to its end");
+        if let Some(v) = status(hub, key, id).await
+            && matches!(v["state"].as_str(), Some("completed" | "failed" | "rejected"))
+        {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn killing_ingestion_mid_batch_stores_every_valid_row_once(mode: Mode) {
+    let (mut hub, key, id, before) =
+        hub_in_the_middle_of_a_batch(mode, "3", "E2E-BATCH", "Sở Tài chính tỉnh Gia Lai").await;
     hub.kill9_ingestion();
     tokio::time::sleep(Duration::from_millis(500)).await;
     hub.restart_ingestion().await;
-
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let done = loop {
-        assert!(Instant::now() < deadline, "the batch did not resume to its end");
-        if let Some(v) = status(&hub, &source.api_key, &id).await
-            && matches!(v["state"].as_str(), Some("completed" | "failed" | "rejected"))
-        {
-            break v;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let done = finished(&hub, &key, &id).await;
     assert_eq!(done["state"], "completed", "{done}");
     let valid = (ROWS - ROWS / BAD_EVERY) as u64;
     assert_eq!(done["counts"]["total"], ROWS as u64);
@@ -134,46 +150,9 @@ async fn distributed_batch_survives_kill_9() {
 /// back at once (so a restarted process resumes without waiting for it to expire) and the
 /// batch still ends with every valid row stored once.
 async fn sigterm_mid_batch_gives_the_lease_back(mode: Mode) {
-    let opts = HubOptions {
-        env: vec![
-            // Long enough that a resume within the test can only come from the lease given back.
-            ("ETX__INGESTION__BATCH_LEASE_SECS".into(), "600".into()),
-            ("ETX__INGESTION__BATCH_ROWS_PER_COMMIT".into(), "500".into()),
-        ],
-        ..Default::default()
-    };
-    let mut hub = Hub::start(mode, opts).await;
-    let source = hub.onboard("E2E-BATCH-TERM", "Sở Tài chính tỉnh Khánh Hòa").await;
-    let resp = hub
-        .client
-        .post(hub.url(
-            "/api/v1/batches?category=statistics&schema_version=1&period=2026-10&classification=internal",
-        ))
-        .header("x-api-key", &source.api_key)
-        .header("content-type", "text/csv")
-        .body(csv())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let id = resp.json::<Value>().await.unwrap()["batch_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        assert!(Instant::now() < deadline, "the batch made no progress");
-        if let Some(v) = status(&hub, &source.api_key, &id).await {
-            assert_ne!(
-                v["state"], "completed",
-                "the batch finished before the stop; make it larger"
-            );
-            if v["state"] == "storing" && v["counts"]["accepted"].as_u64().unwrap_or(0) > 0 {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // A lease long enough that a resume within the test can only come from the lease given back.
+    let (mut hub, key, id, _) =
+        hub_in_the_middle_of_a_batch(mode, "600", "E2E-BATCH-TERM", "Sở Tài chính tỉnh Khánh Hòa").await;
     let exit = hub.ingestion().stop().await;
     assert!(exit.success(), "ingestion exited with {exit} on SIGTERM");
     let db = hub.open_db().await;
@@ -199,16 +178,7 @@ async fn sigterm_mid_batch_gives_the_lease_back(mode: Mode) {
     .await;
     assert_eq!(far, 0, "no lease left to expire");
     hub.restart_ingestion().await;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let done = loop {
-        assert!(Instant::now() < deadline, "the batch did not resume");
-        if let Some(v) = status(&hub, &source.api_key, &id).await
-            && matches!(v["state"].as_str(), Some("completed" | "failed" | "rejected"))
-        {
-            break v;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let done = finished(&hub, &key, &id).await;
     assert_eq!(done["state"], "completed", "{done}");
     let valid = (ROWS - ROWS / BAD_EVERY) as u64;
     assert_eq!(done["counts"]["accepted"], valid, "{done}");

@@ -22,5 +22,11 @@ pub use middleware::{
 };
 pub use principal::{DEFAULT_PRINCIPAL_TTL, PRINCIPAL_HEADER, Principal, PrincipalSigner};
 
+/// The items of a channel as a stream: how a task producing a large body (an export, an error
+/// list, a proxied upload) feeds a streaming HTTP body with bounded memory.
+pub fn channel_stream<T>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
+
 /// What a handler returns.
 pub type ApiResult<T> = Result<T, ApiError>;

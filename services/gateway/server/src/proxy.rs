@@ -108,7 +108,7 @@ pub async fn forward(
     // actix's payload lives on this thread; it is pumped into a channel that reqwest's body
     // reads, both driven by this handler's future.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    let body = etx_http_kit::channel_stream(rx);
     let send = out.body(reqwest::Body::wrap_stream(body)).send();
     let pump = async move {
         while let Some(piece) = payload.next().await {

@@ -426,7 +426,7 @@ pub async fn get_batch_errors(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let batches = app.batches.clone();
     tokio::spawn(stream_errors(batches, p.org_id, id, first, lang.0, csv, tx));
-    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    let body = etx_http_kit::channel_stream(rx);
     let mut resp = HttpResponse::Ok();
     if csv {
         resp.content_type("text/csv; charset=utf-8").insert_header((

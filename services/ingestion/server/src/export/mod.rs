@@ -152,7 +152,7 @@ impl Exporter {
             Some(Err(e)) => return Err(ExportError::Io(e).into()),
             None => return Err(ExportError::Worker("the export produced nothing".into()).into()),
         };
-        let rest = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+        let rest = etx_http_kit::channel_stream(rx);
         Ok(Download {
             format,
             body: stream::once(async move { Ok(first) }).chain(rest).boxed(),
