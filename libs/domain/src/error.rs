@@ -61,11 +61,31 @@ pub enum ErrorCode {
     /// The caller (API key, organisation or client address) sent more requests than its rate
     /// limit allows (R-SEC-2); `Retry-After` says when to try again.
     RateLimited,
+    /// A person signing in needs a second factor (TOTP or recovery code) and gave none, or
+    /// must enrol one before doing anything else (R-SEC-6).
+    MfaRequired,
+    /// The second factor is wrong, expired or was already used (R-SEC-6).
+    InvalidMfaCode,
+    /// Too many failed sign-ins for this account or from this address; `Retry-After` says
+    /// when to try again (R-SEC-5).
+    AccountLocked,
+    /// The session ended (signed out, idle or absolute timeout).
+    SessionExpired,
+    /// A state-changing request with a session cookie lacked the anti-forgery header.
+    CsrfRejected,
+    /// The credential is valid but not granted the scope this operation needs.
+    InsufficientScope,
+    /// The credential may not be used from the client's address (IP allow-list).
+    AddressNotAllowed,
+    /// The request body stopped arriving before it was complete (slow or stalled client).
+    RequestTimeout,
+    /// The request carries too many headers, or they are too large.
+    RequestHeadersTooLarge,
 }
 
 impl ErrorCode {
     /// Every code, for the catalogue test and the documentation.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 33] = [
         Self::MalformedJson,
         Self::MalformedXml,
         Self::XmlDtdForbidden,
@@ -90,6 +110,15 @@ impl ErrorCode {
         Self::ControlTotalMismatch,
         Self::IncompleteBody,
         Self::RateLimited,
+        Self::MfaRequired,
+        Self::InvalidMfaCode,
+        Self::AccountLocked,
+        Self::SessionExpired,
+        Self::CsrfRejected,
+        Self::InsufficientScope,
+        Self::AddressNotAllowed,
+        Self::RequestTimeout,
+        Self::RequestHeadersTooLarge,
     ];
 
     /// The snake_case code.
@@ -247,6 +276,60 @@ impl ErrorCode {
                 429,
                 "Vượt quá giới hạn tần suất yêu cầu; vui lòng thử lại sau",
                 "Too many requests; retry later",
+            ),
+            Self::MfaRequired => (
+                "mfa_required",
+                401,
+                "Cần xác thực hai yếu tố (mã TOTP hoặc mã khôi phục)",
+                "A second factor (TOTP or recovery code) is required",
+            ),
+            Self::InvalidMfaCode => (
+                "invalid_mfa_code",
+                401,
+                "Mã xác thực hai yếu tố không đúng, đã hết hạn hoặc đã được sử dụng",
+                "The second-factor code is wrong, expired or already used",
+            ),
+            Self::AccountLocked => (
+                "account_locked",
+                423,
+                "Tài khoản tạm thời bị khóa do đăng nhập sai nhiều lần; vui lòng thử lại sau",
+                "Too many failed sign-ins; the account is locked for a while",
+            ),
+            Self::SessionExpired => (
+                "session_expired",
+                401,
+                "Phiên làm việc đã hết hạn; vui lòng đăng nhập lại",
+                "The session has ended; please sign in again",
+            ),
+            Self::CsrfRejected => (
+                "csrf_rejected",
+                403,
+                "Yêu cầu thiếu mã chống giả mạo",
+                "The request lacks the anti-forgery header",
+            ),
+            Self::InsufficientScope => (
+                "insufficient_scope",
+                403,
+                "Thông tin xác thực không được cấp phạm vi cho thao tác này",
+                "The credential is not granted the scope this operation needs",
+            ),
+            Self::AddressNotAllowed => (
+                "address_not_allowed",
+                403,
+                "Không được phép sử dụng thông tin xác thực từ địa chỉ này",
+                "The credential may not be used from this address",
+            ),
+            Self::RequestTimeout => (
+                "request_timeout",
+                408,
+                "Nội dung yêu cầu gửi quá chậm hoặc bị ngừng giữa chừng",
+                "The request body arrived too slowly or stopped",
+            ),
+            Self::RequestHeadersTooLarge => (
+                "request_headers_too_large",
+                431,
+                "Yêu cầu có quá nhiều trường tiêu đề hoặc tiêu đề quá lớn",
+                "The request has too many headers, or they are too large",
             ),
         }
     }

@@ -75,6 +75,10 @@ id_type!(
     /// An API key (R-SEC-1).
     ApiKeyId
 );
+id_type!(
+    /// A person's account (R-SEC-5, R-SEC-6): administrators, operators, analysts, auditors.
+    UserId
+);
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@ pub mod security;
 
 pub use category::{Category, SchemaVersion};
 pub use error::{ErrorCode, FieldViolation, ViolationCode};
-pub use ids::{ApiKeyId, OrgId, ReceiptId, RecordId, SystemId};
+pub use ids::{ApiKeyId, OrgId, ReceiptId, RecordId, SystemId, UserId};
 pub use lang::Lang;
 pub use org::{OrgCode, OrgKind, OrgName, OrgTree, Organisation, SystemName};
 pub use period::Period;
