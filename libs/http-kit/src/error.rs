@@ -227,6 +227,7 @@ impl ApiError {
     pub fn from_payload_error(err: &PayloadError) -> Self {
         match err {
             PayloadError::Overflow => Self::new(ErrorCode::PayloadTooLarge),
+            e if crate::hardening::is_body_timeout(e) => Self::new(ErrorCode::RequestTimeout),
             PayloadError::EncodingCorrupted => {
                 Self::new(ErrorCode::InvalidParameter).with_detail("the Content-Encoding cannot be decoded")
             }
@@ -295,7 +296,9 @@ impl ApiError {
             403 => ErrorCode::Forbidden,
             404 => ErrorCode::NotFound,
             405 => ErrorCode::MethodNotAllowed,
+            408 => ErrorCode::RequestTimeout,
             413 => ErrorCode::PayloadTooLarge,
+            431 => ErrorCode::RequestHeadersTooLarge,
             415 => ErrorCode::UnsupportedMediaType,
             422 => ErrorCode::ValidationFailed,
             502 | 504 => ErrorCode::BadGateway,
