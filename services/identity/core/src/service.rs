@@ -1,8 +1,11 @@
-//! Identity's use cases: onboarding a source, issuing, listing and revoking keys, and
-//! authenticating a presented key (R-SEC-1).
+//! Identity's use cases for connected systems: onboarding a source, issuing, listing and
+//! revoking keys, and authenticating a presented key (R-SEC-1); and [`LocalIdentity`], the
+//! in-process [`IdentityApi`] over keys and people's sessions.
 
+use crate::accounts::Accounts;
 use crate::model::{ApiKeyInfo, AuthError, Caller, NewSource, OnboardedSource, SystemInfo};
-use crate::ports::{IdentityApi, IdentityStore, KeyMaterial, StoreError};
+use crate::ports::{AccountStore, IdentityApi, IdentityStore, KeyMaterial, StoreError};
+use crate::watch::{NoWatch, SecurityWatch};
 use chrono::Utc;
 use etx_crypto::ApiKeyHasher;
 use etx_domain::{ApiKeyId, OrgId, Organisation, SystemId, SystemName};
@@ -45,12 +48,24 @@ impl From<StoreError> for IdentityError {
 pub struct IdentityService<S> {
     store: S,
     hasher: Arc<ApiKeyHasher>,
+    watch: Arc<dyn SecurityWatch>,
 }
 
 impl<S: IdentityStore> IdentityService<S> {
     /// A service over `store`, hashing keys with `hasher`.
     pub fn new(store: S, hasher: Arc<ApiKeyHasher>) -> Self {
-        Self { store, hasher }
+        Self {
+            store,
+            hasher,
+            watch: Arc::new(NoWatch),
+        }
+    }
+
+    /// Tells `watch` of every use of a revoked key (the early warning, R-SEC-7); by default
+    /// nobody is told.
+    pub fn with_watch(mut self, watch: Arc<dyn SecurityWatch>) -> Self {
+        self.watch = watch;
+        self
     }
 
     /// The store (for readiness checks).
@@ -193,9 +208,14 @@ impl<S: IdentityStore> IdentityService<S> {
     }
 }
 
-#[async_trait::async_trait]
-impl<S: IdentityStore> IdentityApi for IdentityService<S> {
-    async fn authenticate_api_key(&self, presented: &str) -> Result<Caller, AuthError> {
+impl<S: IdentityStore> IdentityService<S> {
+    /// Authenticates a presented API key (see [`IdentityApi::authenticate_api_key`]). A revoked
+    /// key is reported to the watch before it is refused.
+    pub async fn authenticate_api_key(
+        &self,
+        presented: &str,
+        client_ip: Option<&str>,
+    ) -> Result<Caller, AuthError> {
         if presented.is_empty() {
             return Err(AuthError::Missing);
         }
@@ -213,20 +233,54 @@ impl<S: IdentityStore> IdentityApi for IdentityService<S> {
             return Err(AuthError::Invalid);
         }
         if key.info.revoked_at.is_some() {
+            self.watch.revoked_key_presented(&key.info, client_ip).await;
             return Err(AuthError::Revoked);
         }
-        Ok(Caller {
-            org_id: key.info.org_id,
-            system_id: key.info.system_id,
-            key_id: key.info.id,
-            roles: vec!["source".into()],
-        })
+        Ok(Caller::system(key.info.org_id, key.info.system_id, key.info.id))
+    }
+}
+
+/// Identity in this process, as the gateway calls it: API keys of systems
+/// ([`IdentityService`]) and sessions of people ([`Accounts`]).
+#[derive(Debug)]
+pub struct LocalIdentity<S> {
+    keys: Arc<IdentityService<S>>,
+    accounts: Arc<Accounts<S>>,
+}
+
+impl<S> LocalIdentity<S> {
+    /// Both halves.
+    pub fn new(keys: Arc<IdentityService<S>>, accounts: Arc<Accounts<S>>) -> Self {
+        Self { keys, accounts }
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: IdentityStore + AccountStore> IdentityApi for LocalIdentity<S> {
+    async fn authenticate_api_key(
+        &self,
+        presented: &str,
+        client_ip: Option<&str>,
+    ) -> Result<Caller, AuthError> {
+        self.keys.authenticate_api_key(presented, client_ip).await
+    }
+
+    async fn authenticate_session(&self, token: &str) -> Result<Caller, AuthError> {
+        self.accounts.authenticate_session(token).await
     }
 }
 
 #[async_trait::async_trait]
 impl<T: IdentityApi + ?Sized> IdentityApi for Arc<T> {
-    async fn authenticate_api_key(&self, presented: &str) -> Result<Caller, AuthError> {
-        (**self).authenticate_api_key(presented).await
+    async fn authenticate_api_key(
+        &self,
+        presented: &str,
+        client_ip: Option<&str>,
+    ) -> Result<Caller, AuthError> {
+        (**self).authenticate_api_key(presented, client_ip).await
+    }
+
+    async fn authenticate_session(&self, token: &str) -> Result<Caller, AuthError> {
+        (**self).authenticate_session(token).await
     }
 }

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use etx_crypto::ApiKeyHasher;
 use etx_domain::{ApiKeyId, OrgCode, OrgId, OrgKind, OrgName, Organisation, SystemId, SystemName};
 use etx_identity_core::{
-    ApiKeyInfo, AuthError, IdentityApi, IdentityError, IdentityService, IdentityStore, KeyMaterial,
-    NewSource, StoreError, SystemInfo,
+    ApiKeyInfo, AuthError, IdentityError, IdentityService, IdentityStore, KeyMaterial, NewSource, StoreError,
+    SystemInfo,
 };
 use std::sync::{Arc, Mutex};
 
@@ -131,11 +131,13 @@ async fn onboarding_issues_a_key_that_authenticates_as_the_new_system() {
     let svc = service();
     let out = svc.onboard(source("79", OrgKind::Province, None)).await.unwrap();
     assert!(out.org_created);
-    let caller = svc.authenticate_api_key(&out.api_key).await.unwrap();
+    let caller = svc.authenticate_api_key(&out.api_key, None).await.unwrap();
     assert_eq!(
         (caller.org_id, caller.system_id, caller.key_id),
-        (out.org_id, out.system_id, out.key_id)
+        (out.org_id, Some(out.system_id), Some(out.key_id))
     );
+    assert_eq!(caller.user_id, None);
+    assert_eq!(caller.subject(), format!("system:{}", out.system_id));
     let stored = svc.store().keys.lock().unwrap()[0].hash.clone();
     assert!(
         !String::from_utf8_lossy(&stored).contains(&out.api_key),
@@ -192,20 +194,20 @@ async fn a_revoked_key_is_refused_at_once_and_only_its_owner_can_revoke_it() {
         svc.revoke_key(b.org_id, a.key_id).await,
         Err(IdentityError::NotFound)
     ));
-    assert!(svc.authenticate_api_key(&a.api_key).await.is_ok());
+    assert!(svc.authenticate_api_key(&a.api_key, None).await.is_ok());
     svc.revoke_key(a.org_id, a.key_id).await.unwrap();
     assert_eq!(
-        svc.authenticate_api_key(&a.api_key).await,
+        svc.authenticate_api_key(&a.api_key, None).await,
         Err(AuthError::Revoked)
     );
-    assert!(svc.authenticate_api_key(&b.api_key).await.is_ok());
+    assert!(svc.authenticate_api_key(&b.api_key, None).await.is_ok());
 }
 
 #[tokio::test]
 async fn malformed_and_unknown_keys_are_invalid_and_empty_is_missing() {
     let svc = service();
     let a = svc.onboard(source("79", OrgKind::Province, None)).await.unwrap();
-    assert_eq!(svc.authenticate_api_key("").await, Err(AuthError::Missing));
+    assert_eq!(svc.authenticate_api_key("", None).await, Err(AuthError::Missing));
     for bad in [
         "etx_",
         "nope",
@@ -214,7 +216,7 @@ async fn malformed_and_unknown_keys_are_invalid_and_empty_is_missing() {
         "etx_ạạạạ_ơ",
     ] {
         assert_eq!(
-            svc.authenticate_api_key(bad).await,
+            svc.authenticate_api_key(bad, None).await,
             Err(AuthError::Invalid),
             "{bad}"
         );
@@ -224,13 +226,13 @@ async fn malformed_and_unknown_keys_are_invalid_and_empty_is_missing() {
         .await
         .unwrap();
     assert_eq!(
-        svc.authenticate_api_key(&other.api_key).await,
+        svc.authenticate_api_key(&other.api_key, None).await,
         Err(AuthError::Invalid)
     );
     let (_, rotated) = svc.issue_key(a.org_id, a.system_id).await.unwrap();
-    assert!(svc.authenticate_api_key(&rotated).await.is_ok());
+    assert!(svc.authenticate_api_key(&rotated, None).await.is_ok());
     assert!(
-        svc.authenticate_api_key(&a.api_key).await.is_ok(),
+        svc.authenticate_api_key(&a.api_key, None).await.is_ok(),
         "rotation overlaps: the old key still works"
     );
 }

@@ -1,7 +1,8 @@
 //! The HTTP client of identity's internal API, implementing [`IdentityApi`] for a gateway
-//! that runs in another process (distributed mode).
+//! that runs in another process (distributed mode): API keys and session tokens are checked
+//! by identity over the private network, with a principal signed as the gateway.
 
-use crate::http::{AuthenticateIn, AuthenticateOut};
+use crate::http::{AuthenticateIn, AuthenticateOut, AuthenticateSessionIn};
 use etx_http_kit::{PRINCIPAL_HEADER, Principal, PrincipalSigner};
 use etx_identity_core::{AuthError, Caller, IdentityApi};
 
@@ -22,14 +23,8 @@ impl HttpIdentityClient {
             signer,
         }
     }
-}
 
-#[async_trait::async_trait]
-impl IdentityApi for HttpIdentityClient {
-    async fn authenticate_api_key(&self, presented: &str) -> Result<Caller, AuthError> {
-        if presented.is_empty() {
-            return Err(AuthError::Missing);
-        }
+    async fn call<B: serde::Serialize + Sync>(&self, path: &str, body: &B) -> Result<Caller, AuthError> {
         let me = Principal {
             org_id: etx_domain::OrgId::from_uuid(uuid::Uuid::nil()),
             system_id: None,
@@ -40,11 +35,9 @@ impl IdentityApi for HttpIdentityClient {
         };
         let resp = self
             .http
-            .post(format!("{}/internal/v1/authenticate", self.base))
+            .post(format!("{}/internal/v1/{path}", self.base))
             .header(PRINCIPAL_HEADER, self.signer.sign(&me))
-            .json(&AuthenticateIn {
-                api_key: presented.to_owned(),
-            })
+            .json(body)
             .send()
             .await
             .map_err(|e| {
@@ -63,5 +56,39 @@ impl IdentityApi for HttpIdentityClient {
                 Err(AuthError::Unavailable)
             }
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl IdentityApi for HttpIdentityClient {
+    async fn authenticate_api_key(
+        &self,
+        presented: &str,
+        client_ip: Option<&str>,
+    ) -> Result<Caller, AuthError> {
+        if presented.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        self.call(
+            "authenticate",
+            &AuthenticateIn {
+                api_key: presented.to_owned(),
+                client_ip: client_ip.map(str::to_owned),
+            },
+        )
+        .await
+    }
+
+    async fn authenticate_session(&self, token: &str) -> Result<Caller, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        self.call(
+            "sessions/authenticate",
+            &AuthenticateSessionIn {
+                token: token.to_owned(),
+            },
+        )
+        .await
     }
 }

@@ -1,12 +1,15 @@
 //! Identity's HTTP API: a source reads its organisation and systems and manages its own API
-//! keys (R-SEC-1); the gateway authenticates keys through the internal endpoint.
+//! keys (R-SEC-1); people sign in and administrators manage accounts ([`accounts`], R-SEC-5,
+//! R-SEC-6); the gateway authenticates keys and session tokens through the internal endpoints.
+
+pub mod accounts;
 
 use crate::AppIdentity;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use etx_domain::{ApiKeyId, ErrorCode, SystemId};
 use etx_http_kit::{ApiError, Principal};
-use etx_identity_core::{ApiKeyInfo, AuthError, Caller, IdentityApi, IdentityError, SystemInfo};
+use etx_identity_core::{ApiKeyInfo, AuthError, Caller, IdentityError, SystemInfo};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -20,6 +23,18 @@ pub fn api_error(e: IdentityError) -> ApiError {
             ApiError::new(ErrorCode::ValidationFailed).with_detail(e.to_string())
         }
         IdentityError::Unknown(e) => ApiError::internal(e),
+    }
+}
+
+/// Who may manage API keys: the connected system itself (its own organisation's keys), or a
+/// person holding `system_admin` (their home organisation's keys). Other people — operators,
+/// analysts, auditors… — may not (R-SEC-1, R-SEC-5).
+fn may_manage_keys(p: &Principal) -> Result<(), ApiError> {
+    let person = p.subject.starts_with("user:");
+    if !person || p.has_role(etx_identity_core::Role::SystemAdmin.as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::Forbidden).with_detail("only a system_admin manages API keys"))
     }
 }
 
@@ -144,6 +159,7 @@ pub async fn list_systems(id: web::Data<AppIdentity>, p: Principal) -> Result<Ht
 #[utoipa::path(get, path = "/api/v1/keys", tag = "identity",
     responses((status = 200, body = Vec<ApiKeyOut>)), security(("api_key" = [])))]
 pub async fn list_keys(id: web::Data<AppIdentity>, p: Principal) -> Result<HttpResponse, ApiError> {
+    may_manage_keys(&p)?;
     let v = id.service.list_keys(p.org_id).await.map_err(api_error)?;
     Ok(HttpResponse::Ok().json(v.into_iter().map(ApiKeyOut::from).collect::<Vec<_>>()))
 }
@@ -158,6 +174,7 @@ pub async fn issue_key(
     p: Principal,
     body: Option<web::Json<IssueKeyIn>>,
 ) -> Result<HttpResponse, ApiError> {
+    may_manage_keys(&p)?;
     let system = body
         .and_then(|b| b.into_inner().system_id)
         .map(SystemId::from_uuid)
@@ -180,6 +197,7 @@ pub async fn revoke_key(
     p: Principal,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    may_manage_keys(&p)?;
     id.service
         .revoke_key(p.org_id, ApiKeyId::from_uuid(path.into_inner()))
         .await
@@ -188,13 +206,38 @@ pub async fn revoke_key(
 }
 
 /// Body of the internal authentication call.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub struct AuthenticateIn {
     /// The presented key.
     pub api_key: String,
+    /// The client's address as the gateway saw it (evidence for the early warning on a revoked
+    /// key, R-SEC-7).
+    #[serde(default)]
+    pub client_ip: Option<String>,
 }
 
-/// Answer of the internal authentication call.
+impl std::fmt::Debug for AuthenticateIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthenticateIn")
+            .field("client_ip", &self.client_ip)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Body of the internal session authentication call.
+#[derive(Serialize, Deserialize)]
+pub struct AuthenticateSessionIn {
+    /// The token from the `etx_session` cookie.
+    pub token: String,
+}
+
+impl std::fmt::Debug for AuthenticateSessionIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthenticateSessionIn").finish_non_exhaustive()
+    }
+}
+
+/// Answer of the internal authentication calls.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum AuthenticateOut {
@@ -217,7 +260,24 @@ pub async fn authenticate(
     _gateway: Principal,
     body: web::Json<AuthenticateIn>,
 ) -> HttpResponse {
-    match id.service.authenticate_api_key(&body.api_key).await {
+    answer(
+        id.service
+            .authenticate_api_key(&body.api_key, body.client_ip.as_deref())
+            .await,
+    )
+}
+
+/// Internal: authenticates a session token for the gateway (R-SEC-5), like [`authenticate`].
+pub async fn authenticate_session(
+    id: web::Data<AppIdentity>,
+    _gateway: Principal,
+    body: web::Json<AuthenticateSessionIn>,
+) -> HttpResponse {
+    answer(id.accounts.authenticate_session(&body.token).await)
+}
+
+fn answer(r: Result<Caller, AuthError>) -> HttpResponse {
+    match r {
         Ok(caller) => HttpResponse::Ok().json(AuthenticateOut::Ok { caller }),
         Err(AuthError::Unavailable) => HttpResponse::ServiceUnavailable().json(AuthenticateOut::Refused {
             reason: AuthError::Unavailable,
@@ -226,18 +286,29 @@ pub async fn authenticate(
     }
 }
 
-/// Mounts the public routes (under `/api/v1`, behind the gateway's authentication).
+/// Mounts the public routes (under `/api/v1`, behind the gateway's authentication). Each path
+/// is a resource, so another method on it is `405` with `Allow`, not `404`.
 pub fn public_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/organisations/me", web::get().to(my_organisation))
-        .route("/systems", web::get().to(list_systems))
-        .route("/keys", web::get().to(list_keys))
-        .route("/keys", web::post().to(issue_key))
-        .route("/keys/{id}", web::delete().to(revoke_key));
+    cfg.service(resource("/organisations/me", "GET").route(web::get().to(my_organisation)))
+        .service(resource("/systems", "GET").route(web::get().to(list_systems)))
+        .service(
+            resource("/keys", "GET, POST")
+                .route(web::get().to(list_keys))
+                .route(web::post().to(issue_key)),
+        )
+        .service(resource("/keys/{id}", "DELETE").route(web::delete().to(revoke_key)))
+        .configure(accounts::routes);
+}
+
+/// A resource whose other methods are answered `405` with `Allow: <allow>`.
+pub(crate) fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(etx_http_kit::method_not_allowed(allow))
 }
 
 /// Mounts the internal routes (under `/internal/v1`).
 pub fn internal_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/authenticate", web::post().to(authenticate));
+    cfg.route("/authenticate", web::post().to(authenticate))
+        .route("/sessions/authenticate", web::post().to(authenticate_session));
 }
 
 /// Identity's part of the OpenAPI document.

@@ -1,7 +1,10 @@
-//! Identity's sea-orm repository (SQLite or PostgreSQL).
+//! Identity's sea-orm repository (SQLite or PostgreSQL): sources and keys here, people in
+//! [`accounts`], the early warning's reads and alerts in [`warning`].
 
+mod accounts;
 pub mod entities;
 pub mod migrations;
+mod warning;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -16,7 +19,7 @@ use sea_orm::{
 /// The repository.
 #[derive(Debug, Clone)]
 pub struct SeaIdentityStore {
-    db: DatabaseConnection,
+    pub(crate) db: DatabaseConnection,
 }
 
 impl SeaIdentityStore {
@@ -26,7 +29,7 @@ impl SeaIdentityStore {
     }
 }
 
-fn map_err(e: DbErr) -> StoreError {
+pub(crate) fn map_err(e: DbErr) -> StoreError {
     if etx_storage::is_unique_violation(&e) {
         StoreError::Conflict
     } else {
@@ -34,11 +37,11 @@ fn map_err(e: DbErr) -> StoreError {
     }
 }
 
-fn corrupt(what: &str) -> StoreError {
+pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Unknown(anyhow::anyhow!("stored {what} is not valid"))
 }
 
-fn to_org(m: organisation::Model) -> Result<Organisation, StoreError> {
+pub(crate) fn to_org(m: organisation::Model) -> Result<Organisation, StoreError> {
     Ok(Organisation {
         id: OrgId::from_uuid(m.id),
         code: OrgCode::parse(&m.code).map_err(|_| corrupt("organisation code"))?,
