@@ -1,7 +1,9 @@
 //! The gateway's rules, free of any framework: how a caller's credential is read from the
-//! request headers (R-SEC-1), which service owns which API path (DESIGN.md §2 routing), and
-//! the rate-limit decision ([`ratelimit`], R-SEC-2).
+//! request headers (R-SEC-1), which service owns which API path (DESIGN.md §2 routing), which
+//! paths need no credential and what a person's session may reach in each of its states
+//! (R-SEC-5, R-SEC-6), and the rate-limit decision ([`ratelimit`], R-SEC-2).
 
+pub mod audit;
 pub mod ratelimit;
 
 use serde::{Deserialize, Serialize};
@@ -10,7 +12,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Upstream {
-    /// Organisations, systems, keys.
+    /// Organisations, systems, keys; people, sessions, sign-in.
     Identity,
     /// Records, receipts, schemas.
     Ingestion,
@@ -39,9 +41,78 @@ pub fn route(path: &str) -> Option<Upstream> {
     let first = rest.split(['/', '?']).next().unwrap_or("");
     match first {
         "records" | "receipts" | "schemas" | "batches" | "exports" => Some(Upstream::Ingestion),
-        "keys" | "systems" | "organisations" => Some(Upstream::Identity),
+        "keys" | "systems" | "organisations" | "auth" | "users" => Some(Upstream::Identity),
         _ => None,
     }
+}
+
+/// Whether a request needs no credential: only signing in (`POST /api/v1/auth/login`). It is
+/// still counted against the client address's rate limit.
+pub fn is_public(method: &str, path: &str) -> bool {
+    method.eq_ignore_ascii_case("POST") && path == "/api/v1/auth/login"
+}
+
+/// Whether a method changes state, so that a request authenticated by the session cookie must
+/// carry the anti-forgery header (`X-CSRF-Token`): everything but GET, HEAD and OPTIONS.
+pub fn is_state_changing(method: &str) -> bool {
+    !["GET", "HEAD", "OPTIONS"]
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(method))
+}
+
+/// The states of a person's session, as the gateway sees them (R-SEC-6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionGate {
+    /// Password and second factor: everything the roles allow.
+    Full,
+    /// No second factor enrolled yet: only enrolment.
+    MfaEnrolmentRequired,
+    /// A temporary password: only changing it.
+    PasswordChangeRequired,
+}
+
+/// What the gateway answers a session that may not reach a path in its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionRefusal {
+    /// `401 mfa_required`: enrol a second factor first.
+    MfaRequired,
+    /// `403 forbidden`: change the temporary password first.
+    PasswordChangeRequired,
+}
+
+/// Whether a session in `state` may make this request. Signing out and reading the own
+/// session are always allowed; a session awaiting MFA enrolment reaches only the enrolment
+/// endpoints, one awaiting a password change only the password endpoint.
+pub fn session_allows(state: SessionGate, method: &str, path: &str) -> Result<(), SessionRefusal> {
+    let post = method.eq_ignore_ascii_case("POST");
+    let always = (post && path == "/api/v1/auth/logout")
+        || (method.eq_ignore_ascii_case("GET") && path == "/api/v1/auth/me");
+    match state {
+        SessionGate::Full => Ok(()),
+        _ if always => Ok(()),
+        SessionGate::MfaEnrolmentRequired
+            if post && matches!(path, "/api/v1/auth/mfa/enroll" | "/api/v1/auth/mfa/confirm") =>
+        {
+            Ok(())
+        }
+        SessionGate::MfaEnrolmentRequired => Err(SessionRefusal::MfaRequired),
+        SessionGate::PasswordChangeRequired if post && path == "/api/v1/auth/password" => Ok(()),
+        SessionGate::PasswordChangeRequired => Err(SessionRefusal::PasswordChangeRequired),
+    }
+}
+
+/// Whether a successful request may have changed what an authenticated credential is allowed
+/// (a revoked key; a session ended, moved on or whose account changed), so that the gateway's
+/// short-lived authentication cache must be emptied.
+pub fn invalidates_credentials(method: &str, path: &str) -> bool {
+    if method.eq_ignore_ascii_case("DELETE") && path.starts_with("/api/v1/keys/") {
+        return true;
+    }
+    is_state_changing(method)
+        && !is_public(method, path)
+        && (path.starts_with("/api/v1/auth/")
+            || path == "/api/v1/users"
+            || path.starts_with("/api/v1/users/"))
 }
 
 /// Why the credential headers could not be read.
@@ -110,6 +181,83 @@ mod tests {
         assert_eq!(route("/api/v1/recordsx"), None);
         assert_eq!(route("/api/v2/records"), None);
         assert_eq!(route("/internal/v1/authenticate"), None);
+        assert_eq!(route("/api/v1/auth/login"), Some(Upstream::Identity));
+        assert_eq!(route("/api/v1/auth/mfa/enroll"), Some(Upstream::Identity));
+        assert_eq!(route("/api/v1/users"), Some(Upstream::Identity));
+        assert_eq!(
+            route("/api/v1/users/0190/password-reset"),
+            Some(Upstream::Identity)
+        );
+        assert_eq!(route("/api/v1/usersx"), None);
+    }
+
+    #[test]
+    fn only_signing_in_is_public() {
+        assert!(is_public("POST", "/api/v1/auth/login"));
+        assert!(is_public("post", "/api/v1/auth/login"));
+        assert!(!is_public("GET", "/api/v1/auth/login"));
+        assert!(!is_public("POST", "/api/v1/auth/login/"));
+        assert!(!is_public("POST", "/api/v1/auth/logout"));
+        assert!(!is_public("POST", "/api/v1/auth/loginx"));
+        assert!(!is_public("GET", "/api/v1/records"));
+    }
+
+    #[test]
+    fn reads_are_not_state_changing() {
+        for m in ["GET", "HEAD", "OPTIONS", "get"] {
+            assert!(!is_state_changing(m), "{m}");
+        }
+        for m in ["POST", "PUT", "PATCH", "DELETE", "TRACE"] {
+            assert!(is_state_changing(m), "{m}");
+        }
+    }
+
+    #[test]
+    fn a_session_reaches_only_what_its_state_allows() {
+        use SessionGate::*;
+        let ok = |s, m, p| session_allows(s, m, p).is_ok();
+        for p in [
+            "/api/v1/records",
+            "/api/v1/users",
+            "/api/v1/auth/password",
+            "/api/v1/auth/mfa/enroll",
+        ] {
+            assert!(ok(Full, "POST", p), "{p}");
+        }
+        for s in [MfaEnrolmentRequired, PasswordChangeRequired] {
+            assert!(ok(s, "POST", "/api/v1/auth/logout"));
+            assert!(ok(s, "GET", "/api/v1/auth/me"));
+            assert!(!ok(s, "GET", "/api/v1/users"));
+            assert!(!ok(s, "POST", "/api/v1/records"));
+        }
+        assert!(ok(MfaEnrolmentRequired, "POST", "/api/v1/auth/mfa/enroll"));
+        assert!(ok(MfaEnrolmentRequired, "POST", "/api/v1/auth/mfa/confirm"));
+        assert_eq!(
+            session_allows(MfaEnrolmentRequired, "POST", "/api/v1/auth/password"),
+            Err(SessionRefusal::MfaRequired)
+        );
+        assert_eq!(
+            session_allows(MfaEnrolmentRequired, "GET", "/api/v1/auth/mfa/enroll"),
+            Err(SessionRefusal::MfaRequired)
+        );
+        assert!(ok(PasswordChangeRequired, "POST", "/api/v1/auth/password"));
+        assert_eq!(
+            session_allows(PasswordChangeRequired, "POST", "/api/v1/auth/mfa/enroll"),
+            Err(SessionRefusal::PasswordChangeRequired)
+        );
+    }
+
+    #[test]
+    fn changes_to_keys_sessions_and_accounts_invalidate_the_cache() {
+        assert!(invalidates_credentials("DELETE", "/api/v1/keys/1"));
+        assert!(invalidates_credentials("POST", "/api/v1/auth/logout"));
+        assert!(invalidates_credentials("POST", "/api/v1/auth/mfa/confirm"));
+        assert!(invalidates_credentials("PATCH", "/api/v1/users/1"));
+        assert!(invalidates_credentials("POST", "/api/v1/users/1/password-reset"));
+        assert!(!invalidates_credentials("POST", "/api/v1/auth/login"));
+        assert!(!invalidates_credentials("GET", "/api/v1/users"));
+        assert!(!invalidates_credentials("POST", "/api/v1/records"));
+        assert!(!invalidates_credentials("POST", "/api/v1/keys"));
     }
 
     #[test]

@@ -1,30 +1,85 @@
-//! Authentication of every `/api/**` call (R-SEC-1): the API key is read from the headers,
-//! checked by identity (in-process or over HTTP), and the caller becomes a [`Principal`] that
-//! the services trust. A principal header sent by a client is always removed first, so nobody
-//! can forge one from outside. When [`RateLimits`] are configured, every request counts against
-//! its client address: an accepted one together with its key and organisation (one atomic
-//! check), a refused credential on its own, so that once an address is over its limit key
+//! Authentication of every `/api/**` call: connected systems by API key (R-SEC-1), people by
+//! the `etx_session` cookie (R-SEC-5, R-SEC-6). The credential is checked by identity
+//! (in-process or over HTTP) and the caller becomes a [`Principal`] that the services trust. A
+//! principal header sent by a client is always removed first, so nobody can forge one from
+//! outside.
+//!
+//! * `POST /api/v1/auth/login` needs no credential ([`is_public`]); it gets an anonymous
+//!   principal carrying only the client address, and is counted against the address's rate
+//!   limit like every other request.
+//! * An API key (`X-API-Key` or `Authorization`) takes precedence over a cookie.
+//! * A request authenticated by the cookie that changes state (anything but GET, HEAD,
+//!   OPTIONS) must carry `X-CSRF-Token` equal to the session's anti-forgery token, else `403
+//!   csrf_rejected`. The cookie is `SameSite=Strict` too; the header is the second wall.
+//! * A session that still has to enrol MFA reaches only the enrolment endpoints (`401
+//!   mfa_required` elsewhere); one with a temporary password only the password endpoint
+//!   (`403 forbidden` elsewhere); see [`session_allows`].
+//!
+//! When [`RateLimits`] are configured, every request counts against its client address: an
+//! accepted one together with its key (or person) and organisation (one atomic check), a
+//! refused credential on its own, so that once an address is over its limit credential
 //! guessing answers 429 rather than 401 (R-SEC-2, see [`crate::ratelimit`]).
 
 use crate::cache::AuthCache;
 use crate::ratelimit::RateLimits;
+use crate::revocation::RevocationBus;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::AUTHORIZATION;
+use actix_web::http::header::{AUTHORIZATION, COOKIE};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError, web};
-use etx_domain::ErrorCode;
-use etx_gateway_core::{CredentialError, credential};
+use etx_domain::{ErrorCode, OrgId};
+use etx_gateway_core::{
+    CredentialError, SessionGate, SessionRefusal, credential, invalidates_credentials, is_public,
+    is_state_changing, session_allows,
+};
 use etx_http_kit::{ApiError, PRINCIPAL_HEADER, Principal};
-use etx_identity_core::{AuthError, IdentityApi};
+use etx_identity_core::account::session_token_in;
+use etx_identity_core::{AuthError, Caller, IdentityApi, SessionFacts, SessionState};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// The identity client the gateway authenticates with, as app data.
 pub type IdentityHandle = Arc<dyn IdentityApi>;
 
+/// The header carrying the session's anti-forgery token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
 fn refuse<B: MessageBody>(req: ServiceRequest, err: ApiError) -> ServiceResponse<EitherBody<B>> {
     let resp = err.error_response();
     req.into_response(resp).map_into_right_body()
+}
+
+/// Whether the presented anti-forgery token is the session's (SHA-256 compared in constant
+/// time).
+fn csrf_matches(session: &SessionFacts, presented: Option<&[u8]>) -> bool {
+    let Some(presented) = presented.filter(|p| !p.is_empty() && p.len() <= 256) else {
+        return false;
+    };
+    let digest = Sha256::digest(presented);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let expected = session.csrf_sha256.as_bytes();
+    hex.len() == expected.len()
+        && hex
+            .as_bytes()
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn gate(state: SessionState) -> SessionGate {
+    match state {
+        SessionState::Full => SessionGate::Full,
+        SessionState::MfaEnrolmentRequired => SessionGate::MfaEnrolmentRequired,
+        SessionState::PasswordChangeRequired => SessionGate::PasswordChangeRequired,
+    }
+}
+
+/// The credential a request presents.
+enum Presented {
+    ApiKey(String),
+    Session(String),
 }
 
 /// Middleware (use with `actix_web::middleware::from_fn`) authenticating the request.
@@ -51,51 +106,115 @@ pub async fn authenticate<B: MessageBody + 'static>(
         }
         refuse(req, ApiError::new(code))
     };
+    let method = req.method().as_str().to_owned();
+    let path = req.path().to_owned();
+
+    if is_public(&method, &path) {
+        // Signing in: no credential, but the address's rate limit applies (identity's lockout
+        // is the second wall).
+        if let (Some(limits), Some(ip)) = (&limits, &client_ip)
+            && let Err(resp) = limits.check_ip(ip).await
+        {
+            return Ok(req.into_response(resp).map_into_right_body());
+        }
+        req.extensions_mut().insert(Principal {
+            org_id: OrgId::from_uuid(uuid::Uuid::nil()),
+            system_id: None,
+            key_id: None,
+            subject: "anonymous".into(),
+            roles: Vec::new(),
+            client_ip,
+        });
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+
     let headers = req.headers();
-    let presented = match credential(
-        headers.get("x-api-key").map(|v| v.as_bytes()),
-        headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
-    ) {
-        Ok(k) => k.to_owned(),
-        Err(CredentialError::Missing) => {
+    let x_api_key = headers.get("x-api-key").map(|v| v.as_bytes());
+    let authorization = headers.get(AUTHORIZATION).map(|v| v.as_bytes());
+    let cookie = session_token_in(headers.get_all(COOKIE).filter_map(|v| v.to_str().ok())).map(str::to_owned);
+    let presented = match (credential(x_api_key, authorization), cookie) {
+        (Ok(k), _) => Presented::ApiKey(k.to_owned()),
+        (Err(CredentialError::Missing), Some(token)) => Presented::Session(token),
+        (Err(CredentialError::Missing), None) => {
             return Ok(refuse_credential(req, ErrorCode::MissingCredentials).await);
         }
-        Err(CredentialError::Malformed) => {
+        (Err(CredentialError::Malformed), _) => {
             return Ok(refuse_credential(req, ErrorCode::InvalidCredentials).await);
         }
     };
     let cache = req.app_data::<web::Data<AuthCache>>().cloned();
-    let cached = cache.as_ref().and_then(|c| c.get(&presented));
-    let fresh = match cached {
-        Some(c) => Ok(c),
-        None => identity.authenticate_api_key(&presented).await,
+    let fresh: Result<Caller, AuthError> = match &presented {
+        Presented::ApiKey(k) => match cache.as_ref().and_then(|c| c.get(k)) {
+            Some(c) => Ok(c),
+            None => identity
+                .authenticate_api_key(k, client_ip.as_deref())
+                .await
+                .inspect(|c| {
+                    if let Some(cache) = &cache {
+                        cache.put(k, c.clone());
+                    }
+                }),
+        },
+        Presented::Session(t) => match cache.as_ref().and_then(|c| c.get_session(t)) {
+            Some(c) => Ok(c),
+            None => identity.authenticate_session(t).await.inspect(|c| {
+                if let Some(cache) = &cache {
+                    cache.put_session(t, c.clone());
+                }
+            }),
+        },
     };
     let caller = match fresh {
-        Ok(c) => {
-            if let Some(cache) = &cache {
-                cache.put(&presented, c.clone());
-            }
-            c
-        }
+        Ok(c) => c,
         Err(e) => {
             let code = match e {
                 AuthError::Missing => ErrorCode::MissingCredentials,
                 AuthError::Invalid => ErrorCode::InvalidCredentials,
                 AuthError::Revoked => ErrorCode::RevokedCredentials,
+                AuthError::Expired => ErrorCode::SessionExpired,
                 AuthError::Unavailable => ErrorCode::ServiceUnavailable,
             };
-            tracing::info!(reason = %e, path = %req.path(), "request refused at the gateway");
+            tracing::info!(reason = %e, path = %path, "request refused at the gateway");
             if code == ErrorCode::ServiceUnavailable {
                 return Ok(refuse(req, ApiError::new(code)));
             }
             return Ok(refuse_credential(req, code).await);
         }
     };
+    if let (Presented::Session(_), Some(session)) = (&presented, &caller.session) {
+        if is_state_changing(&method)
+            && !csrf_matches(session, req.headers().get(CSRF_HEADER).map(|v| v.as_bytes()))
+        {
+            tracing::info!(path = %path, session_id = %session.id, "request refused: anti-forgery token missing or wrong");
+            return Ok(refuse(
+                req,
+                ApiError::new(ErrorCode::CsrfRejected)
+                    .with_detail("send the session's csrf_token in X-CSRF-Token"),
+            ));
+        }
+        match session_allows(gate(session.state), &method, &path) {
+            Ok(()) => {}
+            Err(SessionRefusal::MfaRequired) => {
+                return Ok(refuse(
+                    req,
+                    ApiError::new(ErrorCode::MfaRequired)
+                        .with_detail("enrol a second factor first: POST /api/v1/auth/mfa/enroll"),
+                ));
+            }
+            Err(SessionRefusal::PasswordChangeRequired) => {
+                return Ok(refuse(
+                    req,
+                    ApiError::new(ErrorCode::Forbidden)
+                        .with_detail("change the temporary password first: POST /api/v1/auth/password"),
+                ));
+            }
+        }
+    }
     if let Some(limits) = &limits
         && let Err(resp) = limits
             .check_caller(
                 client_ip.as_deref(),
-                &caller.key_id.to_string(),
+                &caller.rate_key(),
                 &caller.org_id.to_string(),
             )
             .await
@@ -104,20 +223,47 @@ pub async fn authenticate<B: MessageBody + 'static>(
     }
     let principal = Principal {
         org_id: caller.org_id,
-        system_id: Some(caller.system_id),
-        key_id: Some(caller.key_id),
-        subject: format!("system:{}", caller.system_id),
+        system_id: caller.system_id,
+        key_id: caller.key_id,
+        subject: caller.subject(),
         roles: caller.roles,
         client_ip,
     };
     req.extensions_mut().insert(principal);
-    let revoking = req.method() == actix_web::http::Method::DELETE && req.path().starts_with("/api/v1/keys/");
+    let invalidating = invalidates_credentials(&method, &path);
+    let bus = req.app_data::<web::Data<RevocationBus>>().cloned();
     let resp = next.call(req).await?;
-    if revoking
-        && resp.status().is_success()
-        && let Some(cache) = cache
-    {
-        cache.clear();
+    if invalidating && resp.status().is_success() {
+        // Every gateway instance forgets its cached authentications (R-SEC-1, §5).
+        match (bus, cache) {
+            (Some(bus), _) => bus.revoked().await,
+            (None, Some(cache)) => cache.clear(),
+            (None, None) => {}
+        }
     }
     Ok(resp.map_into_left_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etx_identity_core::SessionId;
+
+    #[test]
+    fn the_anti_forgery_token_must_match_the_sessions() {
+        let token = "c3JmLXRva2VuLW9mLXRoZS1zZXNzaW9u";
+        let hex: String = Sha256::digest(token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let s = SessionFacts {
+            id: SessionId::new(),
+            state: SessionState::Full,
+            csrf_sha256: hex,
+        };
+        assert!(csrf_matches(&s, Some(token.as_bytes())));
+        assert!(!csrf_matches(&s, Some(b"c3JmLXRva2VuLW9mLXRoZS1zZXNzaW9v")));
+        assert!(!csrf_matches(&s, Some(b"")));
+        assert!(!csrf_matches(&s, None));
+    }
 }

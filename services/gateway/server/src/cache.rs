@@ -1,9 +1,10 @@
-//! A short-lived cache of successful API-key authentications (R-SEC-1), so that the gateway
-//! does not ask identity — a database query, and in distributed mode an HTTP round trip — on
-//! every request. Entries live at most `ttl` (1 s by default) and the whole cache is cleared
-//! the moment a key is revoked through this gateway, so a revoked key stops working at once
-//! here and within `ttl` on other gateway instances. Only a SHA-256 of the presented key is
-//! kept, never the key itself; failures are never cached.
+//! A short-lived cache of successful authentications — API keys (R-SEC-1) and session tokens
+//! (R-SEC-5) — so that the gateway does not ask identity — a database query, and in
+//! distributed mode an HTTP round trip — on every request. Entries live at most `ttl` (1 s by
+//! default) and the whole cache is cleared the moment a key is revoked, a session ends or moves
+//! on, or an account changes through this gateway, so such a change takes effect at once here
+//! and within `ttl` on other gateway instances. Only a SHA-256 of the presented credential is
+//! kept, never the credential itself; failures are never cached.
 
 use etx_identity_core::Caller;
 use sha2::{Digest, Sha256};
@@ -30,16 +31,38 @@ impl AuthCache {
         }
     }
 
-    fn digest(presented: &str) -> [u8; 32] {
-        Sha256::digest(presented.as_bytes()).into()
+    fn digest(kind: &[u8], presented: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(kind);
+        h.update([0u8]);
+        h.update(presented.as_bytes());
+        h.finalize().into()
     }
 
-    /// The cached caller for a presented key, if fresh.
+    /// The cached caller for a presented API key, if fresh.
     pub fn get(&self, presented: &str) -> Option<Caller> {
+        self.lookup(Self::digest(b"key", presented))
+    }
+
+    /// The cached caller for a session token, if fresh.
+    pub fn get_session(&self, token: &str) -> Option<Caller> {
+        self.lookup(Self::digest(b"session", token))
+    }
+
+    /// Remembers a successful API-key authentication.
+    pub fn put(&self, presented: &str, caller: Caller) {
+        self.store(Self::digest(b"key", presented), caller);
+    }
+
+    /// Remembers a successful session authentication.
+    pub fn put_session(&self, token: &str, caller: Caller) {
+        self.store(Self::digest(b"session", token), caller);
+    }
+
+    fn lookup(&self, d: [u8; 32]) -> Option<Caller> {
         if self.ttl.is_zero() {
             return None;
         }
-        let d = Self::digest(presented);
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match map.get(&d) {
             Some((c, at)) if at.elapsed() < self.ttl => Some(c.clone()),
@@ -51,8 +74,7 @@ impl AuthCache {
         }
     }
 
-    /// Remembers a successful authentication.
-    pub fn put(&self, presented: &str, caller: Caller) {
+    fn store(&self, d: [u8; 32], caller: Caller) {
         if self.ttl.is_zero() {
             return;
         }
@@ -60,10 +82,11 @@ impl AuthCache {
         if map.len() >= MAX_ENTRIES {
             map.clear();
         }
-        map.insert(Self::digest(presented), (caller, Instant::now()));
+        map.insert(d, (caller, Instant::now()));
     }
 
-    /// Forgets everything (called when a key is revoked).
+    /// Forgets everything (called when a key is revoked, a session ends or changes, an account
+    /// changes).
     pub fn clear(&self) {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
@@ -75,12 +98,18 @@ mod tests {
     use etx_domain::{ApiKeyId, OrgId, SystemId};
 
     fn caller() -> Caller {
-        Caller {
-            org_id: OrgId::new(),
-            system_id: SystemId::new(),
-            key_id: ApiKeyId::new(),
-            roles: vec![],
-        }
+        Caller::system(OrgId::new(), SystemId::new(), ApiKeyId::new())
+    }
+
+    #[test]
+    fn keys_and_session_tokens_do_not_share_entries() {
+        let c = AuthCache::new(Duration::from_secs(5));
+        c.put("same", caller());
+        assert!(c.get("same").is_some());
+        assert!(c.get_session("same").is_none());
+        c.put_session("tok", caller());
+        assert!(c.get_session("tok").is_some());
+        assert!(c.get("tok").is_none());
     }
 
     #[test]

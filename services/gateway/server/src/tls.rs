@@ -77,8 +77,37 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A rustls server configuration from PEM files (TLS 1.2+, ALPN http/1.1).
-pub fn server_config(files: &TlsFiles) -> anyhow::Result<ServerConfig> {
+/// The cipher suites offered (issue 4 §11): AEAD only, with forward secrecy — the TLS 1.3
+/// suites and, for TLS 1.2, ECDHE with AES-GCM or ChaCha20-Poly1305. No CBC, no RSA key
+/// exchange, no SHA-1 MACs.
+pub const CIPHER_SUITES: [rustls::CipherSuite; 9] = [
+    rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+    rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+];
+
+/// The oldest TLS version accepted (`tls.min_version`: `"1.2"`, the default, or `"1.3"`).
+pub fn protocol_versions(
+    min_version: &str,
+) -> anyhow::Result<&'static [&'static rustls::SupportedProtocolVersion]> {
+    static BOTH: [&rustls::SupportedProtocolVersion; 2] = [&rustls::version::TLS13, &rustls::version::TLS12];
+    static ONLY_13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+    match min_version.trim() {
+        "" | "1.2" => Ok(&BOTH),
+        "1.3" => Ok(&ONLY_13),
+        other => anyhow::bail!("tls.min_version must be \"1.2\" or \"1.3\", not `{other}`"),
+    }
+}
+
+/// A rustls server configuration from PEM files (TLS `min_version`+ with [`CIPHER_SUITES`],
+/// ALPN http/1.1).
+pub fn server_config(files: &TlsFiles, min_version: &str) -> anyhow::Result<ServerConfig> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .with_context(|| format!("cannot read certificate {}", files.cert.display()))?
         .collect::<Result<_, _>>()
@@ -88,9 +117,12 @@ pub fn server_config(files: &TlsFiles) -> anyhow::Result<ServerConfig> {
     }
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .with_context(|| format!("cannot read private key {}", files.key.display()))?;
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .retain(|s| CIPHER_SUITES.contains(&s.suite()));
+    let mut cfg = ServerConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(protocol_versions(min_version)?)
         .context("TLS versions")?
         .with_no_client_auth()
         .with_single_cert(certs, key)
@@ -116,7 +148,9 @@ mod tests {
         let second = resolve(&dir, None, None, &[]).unwrap();
         assert!(!second.generated);
         assert_eq!(std::fs::read_to_string(&second.cert).unwrap(), pem);
-        assert!(server_config(&second).is_ok());
+        assert!(server_config(&second, "1.2").is_ok());
+        assert!(server_config(&second, "1.3").is_ok());
+        assert!(server_config(&second, "1.1").is_err());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
