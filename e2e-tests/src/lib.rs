@@ -622,6 +622,42 @@ impl Hub {
         &mut self.procs
     }
 
+    /// Distributed mode: starts one more gateway process (own data directory, own
+    /// certificate) in front of the same identity and ingestion, with `extra` environment, and
+    /// returns its base URL and a client trusting its certificate. It is stopped with the hub.
+    pub async fn add_gateway(&mut self, extra: &[(&str, &str)]) -> (String, reqwest::Client) {
+        assert_eq!(
+            self.mode,
+            Mode::Distributed,
+            "only a distributed hub has separate gateways"
+        );
+        let n = self.procs.len();
+        let name = format!("gateway{n}");
+        let mut env = self.env.clone();
+        env.push(("ETX__UPSTREAMS__IDENTITY".into(), self.procs[0].base_url()));
+        env.push(("ETX__UPSTREAMS__INGESTION".into(), self.procs[1].base_url()));
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let spec = ProcessSpec {
+            name: name.clone(),
+            target: "gateway".into(),
+            port: free_port(),
+            data_dir: self.dir.path().join(format!("data-{name}")),
+            env,
+            tls: true,
+            log: self.dir.path().join(format!("logs/{name}.log")),
+            cwd: self.dir.path().to_path_buf(),
+        };
+        let mut p = Process::spawn(spec);
+        p.wait_ready().await;
+        let pem = std::fs::read(p.spec().data_dir.join("tls/cert.pem"))
+            .unwrap_or_else(|e| panic!("the new gateway's certificate is missing: {e}"));
+        let client = https_client(&pem, false).unwrap_or_else(|e| panic!("HTTPS client: {e}"));
+        let base = p.base_url();
+        // Keep the main gateway last (`gateway()` relies on it).
+        self.procs.insert(n - 1, p);
+        (base, client)
+    }
+
     /// Onboards a source with `etxhub sources add … --output json`, run as a subprocess with the
     /// processes' configuration.
     pub async fn onboard(&self, org_code: &str, org_name: &str) -> Source {

@@ -8,7 +8,8 @@ use crate::secrets::Secrets;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
-use etx_crypto::{ApiKeyHasher, KeyRing, KeyedHasher};
+use etx_audit::AppAudit;
+use etx_crypto::{KeyRing, KeyedHasher};
 use etx_gateway::{IdentityHandle, Proxy};
 use etx_gateway_core::Upstream;
 use etx_http_kit::PrincipalSigner;
@@ -78,6 +79,9 @@ pub struct Running {
     /// The batch use cases (their workers are stopped on shutdown), when this process runs
     /// ingestion.
     pub batches: Option<etx_ingestion::batch::Batches>,
+    /// The audit log's module and its background jobs (purge, overdue scan), when this process
+    /// runs the gateway; its writer is drained on shutdown.
+    pub audit: Option<(web::Data<AppAudit>, Vec<etx_audit::BackgroundJob>)>,
     /// Where it listens.
     pub addr: std::net::SocketAddr,
     /// Whether it serves HTTPS.
@@ -110,6 +114,12 @@ fn rate_limits(cfg: &Config) -> anyhow::Result<etx_gateway::RateLimits> {
     ))
 }
 
+/// The audit chain's key, derived from the keyed-hash key (its own purpose, R-SEC-9): one
+/// secret fewer to manage, and `etxhub audit verify` needs nothing but the configuration.
+pub fn audit_chain_key(secrets: &Secrets) -> etx_audit_core::ChainKey {
+    etx_audit_core::ChainKey::derive(&secrets.hmac_key)
+}
+
 /// Builds and binds everything for `targets`.
 pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<Running> {
     let secrets = Secrets::load(cfg)?;
@@ -131,8 +141,8 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     readiness.add_database(db.clone());
 
     let identity = if targets.contains("identity") {
-        let hasher = Arc::new(ApiKeyHasher::new(&secrets.hmac_key));
-        Some(web::Data::new(AppIdentity::build(db.clone(), hasher).await?))
+        let deps = crate::identity_deps(cfg, &secrets, &db)?;
+        Some(web::Data::new(AppIdentity::build(db.clone(), deps).await?))
     } else {
         None
     };
@@ -171,9 +181,36 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     };
 
     let gateway = targets.contains("gateway");
+    // The audit and connection log (R-SEC-9) is written where requests arrive: the gateway.
+    let audit = if gateway {
+        let root_org = match cfg.audit.root_org_id.trim() {
+            "" => None,
+            id => Some(etx_domain::OrgId::from_uuid(
+                uuid::Uuid::parse_str(id).context("audit.root_org_id is not a UUID")?,
+            )),
+        };
+        let settings = etx_audit::AuditSettings {
+            root_org,
+            retention_days: cfg.audit.retention_days,
+            ..Default::default()
+        };
+        let module = AppAudit::build(db.clone(), audit_chain_key(&secrets), settings).await?;
+        let events = Arc::new(etx_audit::OutboxSecurityEvents::new(
+            db.clone(),
+            relay.as_ref().map(|(h, _): &(RelayHandle, _)| h.clone()),
+        ));
+        let jobs = module.spawn_jobs(events)?;
+        Some((web::Data::new(module), jobs))
+    } else {
+        None
+    };
+    let audit_module = audit.as_ref().map(|(m, _)| m.clone());
+    let audit_sink = audit
+        .as_ref()
+        .map(|(m, _)| web::Data::new(m.sink.clone() as etx_gateway::AuditHandle));
     let identity_client: Option<web::Data<IdentityHandle>> = if gateway {
         Some(web::Data::new(match &identity {
-            Some(id) => id.service.clone() as IdentityHandle,
+            Some(id) => id.api() as IdentityHandle,
             None => {
                 anyhow::ensure!(
                     !cfg.upstreams.identity.is_empty(),
@@ -207,11 +244,31 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     let openapi = web::Data::new(crate::openapi::document());
     let readiness = web::Data::new(readiness);
     let signer_data = web::Data::new(signer.clone());
-    let auth_cache = web::Data::new(etx_gateway::AuthCache::new(Duration::from_millis(
+    let auth_cache = Arc::new(etx_gateway::AuthCache::new(Duration::from_millis(
         cfg.security.auth_cache_ms,
     )));
+    // Revocations reach the other gateway instances through Redis in the distributed mode.
+    let revocations = if gateway && cfg.queue.kind == "redis" {
+        let bus = etx_gateway::RevocationBus::redis(
+            cfg.queue.redis_url.expose(),
+            &cfg.queue.key_prefix,
+            auth_cache.clone(),
+        )?;
+        bus.spawn_listener();
+        bus
+    } else {
+        etx_gateway::RevocationBus::local(auth_cache.clone())
+    };
+    let revocations = web::Data::new(revocations);
+    let auth_cache = web::Data::from(auth_cache);
     let rate_limits = web::Data::new(rate_limits(cfg)?);
     let limit = cfg.limits.max_body_bytes;
+    let cors = web::Data::new(
+        etx_http_kit::CorsPolicy::new(&cfg.http.cors_origins).map_err(|e| anyhow::anyhow!(e))?,
+    );
+    let body_idle = web::Data::new(etx_http_kit::BodyIdleTimeout(Duration::from_secs(
+        cfg.http.body_idle_timeout_secs.max(1),
+    )));
 
     let soap_on = gateway || ingestion.is_some();
     let batches = ingestion.as_ref().map(|i| i.batches.clone());
@@ -224,6 +281,9 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
         }
         if let Some(ing) = &ingestion {
             api = api.app_data(ing.clone()).configure(etx_ingestion::http::routes);
+        }
+        if let Some(a) = &audit_module {
+            api = api.app_data(a.clone()).configure(etx_audit::http::routes);
         }
         if has_remote {
             api = api.default_service(web::to(etx_gateway::forward));
@@ -260,11 +320,17 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
             app = app
                 .app_data(idc.clone())
                 .app_data(auth_cache.clone())
+                .app_data(revocations.clone())
                 .app_data(rate_limits.clone());
-            app = app.service(api.wrap(from_fn(etx_gateway::authenticate)));
+            // The connection log wraps authentication, so refused requests are logged too.
+            app = app.service(
+                api.wrap(from_fn(etx_gateway::authenticate))
+                    .wrap(from_fn(etx_gateway::audit)),
+            );
             if soap_on {
                 app = app.service(
                     soap.wrap(from_fn(etx_gateway::authenticate))
+                        .wrap(from_fn(etx_gateway::audit))
                         .wrap(from_fn(etx_ingestion::soap::faults)),
                 );
             }
@@ -281,7 +347,17 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
                     .configure(etx_identity::http::internal_routes),
             );
         }
-        app.default_service(web::to(etx_http_kit::not_found_handler))
+        // Outermost first: the standard middleware (request id, problem bodies, security
+        // headers), then CORS (before authentication: preflights carry no credentials), then
+        // the client limits (header count, body idle timeout).
+        if let Some(sink) = &audit_sink {
+            app = app.app_data(sink.clone());
+        }
+        app.app_data(cors.clone())
+            .app_data(body_idle.clone())
+            .default_service(web::to(etx_http_kit::not_found_handler))
+            .wrap(from_fn(etx_http_kit::client_limits))
+            .wrap(from_fn(etx_http_kit::cors))
             .wrap(from_fn(etx_http_kit::standard))
     };
 
@@ -290,7 +366,10 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     let addr = listener.local_addr()?;
     let server = HttpServer::new(factory)
         .shutdown_timeout(cfg.shutdown.timeout_secs)
-        .client_request_timeout(Duration::from_secs(30))
+        .client_request_timeout(Duration::from_secs(cfg.http.header_timeout_secs.max(1)))
+        .client_disconnect_timeout(Duration::from_secs(cfg.http.disconnect_timeout_secs))
+        .keep_alive(Duration::from_secs(cfg.http.keep_alive_secs))
+        .max_connections(cfg.http.max_connections_per_worker.max(1))
         .backlog(4096)
         .max_connection_rate(1024);
     let server = if gateway {
@@ -300,7 +379,7 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
             (!cfg.tls.key.is_empty()).then(|| std::path::Path::new(&cfg.tls.key)),
             &cfg.tls.hosts,
         )?;
-        let tls = etx_gateway::tls::server_config(&files)?;
+        let tls = etx_gateway::tls::server_config(&files, &cfg.tls.min_version)?;
         server.listen_rustls_0_23(listener, tls)?.run()
     } else {
         server.listen(listener)?.run()
@@ -309,6 +388,7 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
         server,
         relay,
         batches,
+        audit,
         addr,
         tls: gateway,
     })

@@ -63,6 +63,173 @@ pub struct Config {
     pub shutdown: ShutdownCfg,
     /// Gateway rate limits (R-SEC-2).
     pub rate_limits: RateLimitsCfg,
+    /// Connection hardening.
+    pub http: HttpCfg,
+    /// The audit and connection log (R-SEC-9).
+    pub audit: AuditCfg,
+    /// People's sessions and sign-in lockout (R-SEC-5).
+    pub accounts: AccountsCfg,
+    /// Security events from sign-ins and revoked keys (R-SEC-7).
+    pub early_warning: EarlyWarningCfg,
+}
+
+/// `[early_warning]`: security events from sign-ins and revoked keys (R-SEC-7).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct EarlyWarningCfg {
+    /// Whether the detectors run.
+    pub enabled: bool,
+    /// Rejected sign-ins for one username within the window that make a brute-force attack.
+    pub brute_force_failures: u32,
+    /// The brute-force window, in seconds.
+    pub brute_force_window_secs: u64,
+    /// Distinct usernames with rejected sign-ins from one address within the window that make
+    /// password spraying.
+    pub spraying_usernames: u32,
+    /// The spraying window, in seconds.
+    pub spraying_window_secs: u64,
+    /// Days of an administrator's successful sign-ins whose networks are known.
+    pub new_network_lookback_days: u32,
+    /// Working days, e.g. `mon-sat`.
+    pub working_days: String,
+    /// Start of working hours, `HH:MM` local time.
+    pub working_hours_start: String,
+    /// End of working hours (exclusive), `HH:MM` local time.
+    pub working_hours_end: String,
+    /// The local time's offset from UTC, e.g. `+07:00`.
+    pub working_hours_utc_offset: String,
+    /// Severity of an administrator's sign-in outside working hours: `low` or `medium`.
+    pub outside_hours_severity: String,
+    /// At most one event per revoked key this often, in seconds.
+    pub revoked_key_every_secs: u64,
+}
+
+impl EarlyWarningCfg {
+    /// The identity policy; `Err` naming the key that is wrong.
+    pub fn policy(&self) -> anyhow::Result<etx_identity_core::EarlyWarningPolicy> {
+        use etx_identity_core::{Threshold, WorkingHours};
+        let secs = |s: u64| chrono::TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
+        let window = |name: &str, s: u64| {
+            anyhow::ensure!(
+                (60..=86_400).contains(&s),
+                "early_warning.{name} must be 60..=86400"
+            );
+            Ok(secs(s))
+        };
+        let time = |name: &str, s: &str| {
+            chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M")
+                .with_context(|| format!("early_warning.{name} must be HH:MM"))
+        };
+        anyhow::ensure!(
+            self.brute_force_failures >= 2 && self.spraying_usernames >= 2,
+            "early_warning.brute_force_failures and spraying_usernames must be at least 2"
+        );
+        anyhow::ensure!(
+            (1..=3650).contains(&self.new_network_lookback_days),
+            "early_warning.new_network_lookback_days must be 1..=3650"
+        );
+        anyhow::ensure!(
+            (60..=7 * 86_400).contains(&self.revoked_key_every_secs),
+            "early_warning.revoked_key_every_secs must be 60..=604800"
+        );
+        let days = WorkingHours::parse_days(&self.working_days)
+            .map_err(|e| anyhow::anyhow!("early_warning.working_days: {e}"))?;
+        let offset: chrono::FixedOffset = self
+            .working_hours_utc_offset
+            .trim()
+            .parse()
+            .ok()
+            .context("early_warning.working_hours_utc_offset must look like +07:00")?;
+        let hours = WorkingHours::new(
+            days,
+            time("working_hours_start", &self.working_hours_start)?,
+            time("working_hours_end", &self.working_hours_end)?,
+            offset,
+        )
+        .map_err(|e| anyhow::anyhow!("early_warning: {e}"))?;
+        let outside_hours_severity = match self.outside_hours_severity.as_str() {
+            "low" => etx_audit_core::Severity::Low,
+            "medium" => etx_audit_core::Severity::Medium,
+            _ => anyhow::bail!("early_warning.outside_hours_severity must be low or medium"),
+        };
+        Ok(etx_identity_core::EarlyWarningPolicy {
+            enabled: self.enabled,
+            brute_force: Threshold {
+                count: self.brute_force_failures,
+                window: window("brute_force_window_secs", self.brute_force_window_secs)?,
+            },
+            spraying: Threshold {
+                count: self.spraying_usernames,
+                window: window("spraying_window_secs", self.spraying_window_secs)?,
+            },
+            new_network_lookback: chrono::TimeDelta::days(i64::from(self.new_network_lookback_days)),
+            working_hours: hours,
+            outside_hours_severity,
+            revoked_key_every: secs(self.revoked_key_every_secs),
+        })
+    }
+}
+
+/// `[accounts]`: people's sessions and sign-in lockout (R-SEC-5).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct AccountsCfg {
+    /// A session unused for this many seconds ends.
+    pub idle_timeout_secs: u64,
+    /// A session ends this many seconds after sign-in, used or not.
+    pub absolute_timeout_secs: u64,
+    /// Failed sign-ins for one username within the window that lock it.
+    pub lockout_account_failures: u32,
+    /// Failed sign-ins from one address within the window that lock it.
+    pub lockout_ip_failures: u32,
+    /// The lockout window, and how long a lockout lasts, in seconds.
+    pub lockout_window_secs: u64,
+}
+
+impl AccountsCfg {
+    /// The identity settings.
+    pub fn settings(&self) -> etx_identity_core::AccountSettings {
+        let secs = |s: u64| chrono::TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
+        let idle = secs(self.idle_timeout_secs);
+        etx_identity_core::AccountSettings {
+            idle_timeout: idle,
+            absolute_timeout: secs(self.absolute_timeout_secs),
+            // At most one write a minute per session, and often enough for short idle timeouts.
+            touch_every: secs(60).min(idle / 2),
+            lockout: etx_identity_core::LockoutPolicy {
+                account_failures: self.lockout_account_failures,
+                ip_failures: self.lockout_ip_failures,
+                window: secs(self.lockout_window_secs),
+            },
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=86_400 * 7).contains(&self.idle_timeout_secs),
+            "accounts.idle_timeout_secs must be 1..=604800"
+        );
+        anyhow::ensure!(
+            (self.idle_timeout_secs..=86_400 * 30).contains(&self.absolute_timeout_secs),
+            "accounts.absolute_timeout_secs must be at least idle_timeout_secs and at most 30 days"
+        );
+        anyhow::ensure!(
+            self.lockout_account_failures >= 1 && self.lockout_ip_failures >= 1,
+            "accounts.lockout_*_failures must be positive"
+        );
+        anyhow::ensure!(
+            (1..=86_400).contains(&self.lockout_window_secs),
+            "accounts.lockout_window_secs must be 1..=86400"
+        );
+        Ok(())
+    }
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct AuditCfg {
+    /// Days entries are kept (at least 366).
+    pub retention_days: u32,
+    /// Id of the hub operator's organisation, whose auditors see every entry (empty: none).
+    pub root_org_id: String,
 }
 
 /// `[database]`
@@ -94,6 +261,25 @@ pub struct TlsCfg {
     pub key: String,
     /// Extra host names for the self-signed certificate.
     pub hosts: Vec<String>,
+    /// Oldest TLS version accepted: `1.2` or `1.3`.
+    pub min_version: String,
+}
+
+/// `[http]`: connection hardening of the listening server (issue 4 §11).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct HttpCfg {
+    /// Seconds a client has to send a request's headers (slow-header attacks).
+    pub header_timeout_secs: u64,
+    /// Seconds a request body may stay silent between two chunks (slow-body attacks).
+    pub body_idle_timeout_secs: u64,
+    /// Seconds an idle keep-alive connection is kept.
+    pub keep_alive_secs: u64,
+    /// Seconds to finish closing a connection (TLS shutdown) before dropping it.
+    pub disconnect_timeout_secs: u64,
+    /// Most open connections per worker thread.
+    pub max_connections_per_worker: usize,
+    /// Web origins allowed to call the API from a browser (CORS); empty = none.
+    pub cors_origins: Vec<String>,
 }
 
 /// An older master key.
@@ -286,6 +472,8 @@ impl Config {
             "security.principal_ttl_secs must be positive"
         );
         self.rate_limits.validate()?;
+        self.accounts.validate()?;
+        self.early_warning.policy()?;
         Ok(())
     }
 
@@ -323,6 +511,11 @@ mod tests {
             (400, 1000, 600)
         );
         assert!(!cfg.rate_limits.uses_redis(&cfg.queue.kind));
+        assert_eq!(
+            cfg.early_warning.policy().unwrap(),
+            etx_identity_core::EarlyWarningPolicy::default(),
+            "the embedded defaults are the issue's: 5 and 10 in 15 min, 90 days, Mon–Sat 07–19 +07:00"
+        );
         let with_secret = Secret("postgres://u:hunter2@h/db".into());
         assert!(!format!("{with_secret:?}").contains("hunter2"));
     }
@@ -358,6 +551,24 @@ mod tests {
             jail.set_env("ETX__RATE_LIMITS__PER_KEY__RATE", "0");
             assert!(Config::load(None, Some(&dir)).is_err(), "a zero rate is refused");
             jail.set_env("ETX__RATE_LIMITS__PER_KEY__RATE", "200");
+            jail.set_env("ETX__EARLY_WARNING__WORKING_DAYS", "mon-fri");
+            jail.set_env("ETX__EARLY_WARNING__OUTSIDE_HOURS_SEVERITY", "medium");
+            let cfg = Config::load(None, Some(&dir)).map_err(|e| e.to_string())?;
+            let p = cfg.early_warning.policy().map_err(|e| e.to_string())?;
+            assert_eq!(p.outside_hours_severity, etx_audit_core::Severity::Medium);
+            let saturday_noon = chrono::DateTime::parse_from_rfc3339("2027-01-16T12:00:00+07:00")
+                .map_err(|e| e.to_string())?
+                .to_utc();
+            assert!(!p.working_hours.contains(saturday_noon));
+            jail.set_env("ETX__EARLY_WARNING__WORKING_HOURS_END", "06:00");
+            assert!(
+                Config::load(None, Some(&dir)).is_err(),
+                "hours that end before they start"
+            );
+            jail.set_env("ETX__EARLY_WARNING__WORKING_HOURS_END", "19:00");
+            jail.set_env("ETX__EARLY_WARNING__OUTSIDE_HOURS_SEVERITY", "critical");
+            assert!(Config::load(None, Some(&dir)).is_err(), "low or medium only");
+            jail.set_env("ETX__EARLY_WARNING__OUTSIDE_HOURS_SEVERITY", "low");
             jail.set_env("ETX__QUEUE__KIND", "kafka");
             assert!(
                 Config::load(None, Some(&dir)).is_err(),

@@ -22,6 +22,8 @@ const HELP_EXAMPLES: &str = "Examples:
   etxhub sources add --org-code 79 --org-name \"Thành phố Hồ Chí Minh\" --org-kind province \\
       --system-name \"Cổng dữ liệu\" --output json
                                            onboard a data source; prints its API key once
+  etxhub users add --username an.admin --org-code 79 --role system_admin --output json
+                                           the first administrator; prints a temporary password once
   etxhub keys rotate                       re-wrap data keys under the active master key, new data key
   etxhub migrate                           create or upgrade the database tables
 
@@ -50,9 +52,15 @@ enum Command {
     /// Onboard and manage data sources.
     #[command(subcommand)]
     Sources(SourcesCmd),
+    /// Manage people's accounts.
+    #[command(subcommand)]
+    Users(UsersCmd),
     /// Manage encryption keys.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// The audit and connection log (R-SEC-9).
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Create or upgrade the database tables, then exit.
     Migrate,
     /// Print the OpenAPI document.
@@ -100,6 +108,45 @@ struct AddSource {
     /// Name of the connected system.
     #[arg(long)]
     system_name: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCmd {
+    /// Check the whole hash chain of the audit log; names the first tampered, missing or
+    /// reordered entry and exits with status 1 when the chain is broken.
+    Verify {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCmd {
+    /// Create a person's account (e.g. an organisation's first administrator) with a generated
+    /// temporary password, printed once: the person must change it and enrol MFA (TOTP) at the
+    /// first sign-in.
+    Add(AddUser),
+}
+
+#[derive(Debug, Args)]
+struct AddUser {
+    /// Username: 3–64 characters of a-z 0-9 . _ - @.
+    #[arg(long)]
+    username: String,
+    /// Code of the account's home organisation (it acts within this organisation's subtree).
+    #[arg(long)]
+    org_code: String,
+    /// A role; repeat for several: system_admin, security_officer, operator, analyst, auditor,
+    /// data_consumer.
+    #[arg(long = "role", required = true)]
+    roles: Vec<String>,
+    /// Display name (default: the username).
+    #[arg(long)]
+    display_name: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -154,15 +201,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(cfg, &args.target).await
         }
         Command::Sources(SourcesCmd::Add(a)) => add_source(&cfg, a).await,
+        Command::Users(UsersCmd::Add(a)) => add_user(&cfg, a).await,
         Command::Keys(KeysCmd::Rotate) => rotate_keys(&cfg).await,
         Command::Keys(KeysCmd::GenerateMaster) => {
             println!("{}", etx_crypto::MasterKey::generate("new").to_base64());
             Ok(())
         }
+        Command::Audit(AuditCmd::Verify { output }) => verify_audit(&cfg, output).await,
         Command::Migrate => {
             let db = app::open_database(&cfg).await?;
             etx_identity::migrate(&db).await?;
             etx_ingestion::migrate(&db).await?;
+            etx_audit::migrate(&db).await?;
             if cfg.queue.kind == "embedded" {
                 etx_queue::EmbeddedQueue::new(db.clone()).migrate().await?;
             }
@@ -217,6 +267,13 @@ async fn serve(cfg: Config, target: &str) -> anyhow::Result<()> {
         tracing::info!("HTTP server stopped; pausing batch processing");
         batches.shutdown(grace).await;
     }
+    if let Some((audit, jobs)) = running.audit {
+        for job in jobs {
+            job.stop().await;
+        }
+        tracing::info!("storing the last audit entries");
+        audit.shutdown().await;
+    }
     tracing::info!("draining the outbox");
     if let Some((handle, task)) = running.relay {
         handle.stop();
@@ -224,6 +281,37 @@ async fn serve(cfg: Config, target: &str) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn verify_audit(cfg: &Config, output: Output) -> anyhow::Result<()> {
+    let report = etxhub::verify_audit(cfg).await?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string(&report)?),
+        Output::Text => match &report {
+            etx_audit_core::VerifyReport::Ok {
+                checked,
+                first_seq,
+                last_seq,
+                resumed_after,
+            } => {
+                println!("audit log OK: {checked} entries verified");
+                if let (Some(f), Some(l)) = (first_seq, last_seq) {
+                    println!("  sequence {f}..={l}");
+                }
+                if let Some(c) = resumed_after {
+                    println!("  entries up to {c} were purged by retention; verified from the checkpoint");
+                }
+            }
+            etx_audit_core::VerifyReport::Broken { checked, at } => {
+                println!("audit log BROKEN after {checked} valid entries");
+                println!("  {at}");
+            }
+        },
+    }
+    match report {
+        etx_audit_core::VerifyReport::Ok { .. } => Ok(()),
+        etx_audit_core::VerifyReport::Broken { .. } => anyhow::bail!("the audit log's hash chain is broken"),
+    }
 }
 
 async fn add_source(cfg: &Config, a: AddSource) -> anyhow::Result<()> {
@@ -256,6 +344,39 @@ async fn add_source(cfg: &Config, a: AddSource) -> anyhow::Result<()> {
             println!("system:       {}", out.system_id);
             println!("API key:      {}", out.api_key);
             println!("Store the API key now: it is shown only once. Send it as the X-API-Key header.");
+        }
+    }
+    Ok(())
+}
+
+async fn add_user(cfg: &Config, a: AddUser) -> anyhow::Result<()> {
+    let org_code =
+        OrgCode::parse(&a.org_code).map_err(|e| anyhow::anyhow!("invalid --org-code: {}", e.detail))?;
+    let req = etx_identity_core::NewUser {
+        username: a.username,
+        display_name: a.display_name,
+        org_id: None,
+        roles: a.roles,
+        temporary_password: None,
+    };
+    let out = etxhub::add_user(cfg, &org_code, req).await?;
+    let password = out
+        .temporary_password
+        .as_ref()
+        .map(|p| p.as_str())
+        .unwrap_or_default();
+    match a.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({"user_id": out.user.id, "username": out.user.username.as_str(), "org_id": out.user.org_id, "roles": out.user.roles.names(), "temporary_password": password})
+        ),
+        Output::Text => {
+            println!("user:               {} ({})", out.user.username, out.user.id);
+            println!("roles:              {}", out.user.roles.names().join(", "));
+            println!("temporary password: {password}");
+            println!(
+                "It is shown only once. At the first sign-in (POST /api/v1/auth/login) the person must change it and enrol a TOTP second factor."
+            );
         }
     }
     Ok(())

@@ -8,6 +8,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 pub fn document() -> serde_json::Value {
     let mut doc = etx_ingestion::openapi();
     doc.merge(etx_identity::openapi());
+    doc.merge(etx_audit::openapi());
     doc.info.title = "ETX Hub API".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     doc.info.description = Some(
@@ -20,6 +21,15 @@ pub fn document() -> serde_json::Value {
     components.add_security_scheme(
         "api_key",
         SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+    );
+    // People (R-SEC-5, R-SEC-6): the session cookie set by POST /api/v1/auth/login; writes also
+    // need the session's csrf_token in X-CSRF-Token.
+    components.add_security_scheme(
+        "session",
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            "etx_session",
+            "Session cookie from POST /api/v1/auth/login (HttpOnly, Secure, SameSite=Strict). POST, PUT, PATCH and DELETE also need the session's csrf_token in the X-CSRF-Token header.",
+        ))),
     );
     let mut value = serde_json::to_value(&doc).unwrap_or_default();
     add_rate_limit_responses(&mut value);

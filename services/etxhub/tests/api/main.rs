@@ -2,8 +2,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! (R-ING-1..5, R-SEC-1, R-SEC-3, R-SRC-2, R-I18N).
 
+mod audit;
 mod batches;
+mod bola;
+mod dump;
+mod early_warning;
 mod exports;
+mod hardening;
 mod helpers;
 mod ingestion;
 mod keys;
@@ -12,3 +17,4 @@ mod ratelimit;
 mod schemas;
 mod security;
 mod soap;
+mod users;

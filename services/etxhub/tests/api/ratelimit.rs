@@ -152,3 +152,58 @@ async fn an_unreachable_redis_store_falls_back_to_local_limits() {
     assert_rate_limited(app.get(ME, &app.key_a).await).await;
     assert_eq!(app.get(ME, &app.key_b).await.status(), 200);
 }
+
+/// Floods one key from 8 concurrent clients for `secs` and returns (accepted, elapsed seconds).
+async fn flood(app: &TestApp, key: &str, secs: f64) -> (u64, f64) {
+    let start = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let client = app.client.clone();
+        let url = app.url(ME);
+        let key = key.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut ok = 0u64;
+            while start.elapsed().as_secs_f64() < secs {
+                let status = client
+                    .get(&url)
+                    .header("x-api-key", &key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                assert!(status == 200 || status == 429, "{status}");
+                ok += u64::from(status == 200);
+            }
+            ok
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += t.await.unwrap();
+    }
+    (accepted, start.elapsed().as_secs_f64())
+}
+
+/// Issue 4 acceptance: under a flood, the accepted rate is within ±5 % of the configured
+/// limit. The expectation is computed from the time the flood really lasted (rate × elapsed +
+/// burst), so a slow machine changes the figures, not the verdict.
+async fn the_accepted_rate_of_a_flood_is_the_configured_rate(backend: &'static str) {
+    let app = TestApp::spawn_with(backend, |c| limits(c, (40.0, 10), (100_000.0, 100_000))).await;
+    let (accepted, elapsed) = flood(&app, &app.key_a, 4.0).await;
+    let expected = 40.0 * elapsed + 10.0;
+    let ratio = accepted as f64 / expected;
+    assert!(
+        (0.95..=1.05).contains(&ratio),
+        "accepted {accepted} in {elapsed:.2} s, expected {expected:.1} ({ratio:.3})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accepted_rate_of_a_flood_is_the_configured_rate_sqlite() {
+    the_accepted_rate_of_a_flood_is_the_configured_rate("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accepted_rate_of_a_flood_is_the_configured_rate_postgres() {
+    the_accepted_rate_of_a_flood_is_the_configured_rate("postgres").await;
+}

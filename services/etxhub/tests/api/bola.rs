@@ -1,0 +1,144 @@
+//! Broken object-level authorisation (issue 4 §3, R-SEC-1): a key or a person of organisation
+//! B gets `404` — never the object, never a different answer that would reveal it exists — for
+//! every object of organisation A, over every endpoint of the published OpenAPI document that
+//! takes an id. The table below must name every such endpoint: a new one fails this test until
+//! it is added, with a fixture object and the foreign caller to try.
+
+use crate::both_backends;
+use crate::helpers::*;
+use crate::users::{Session, add_user, enrolled};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+/// Who of organisation B tries.
+#[derive(Clone, Copy, Debug)]
+enum Foreign {
+    /// B's connected system, by API key.
+    Key,
+    /// B's administrator, by session.
+    Admin,
+}
+
+both_backends!(
+    no_object_of_one_organisation_is_reachable_by_another,
+    |app: TestApp| async move {
+        // Objects of organisation A.
+        let receipt: Value = app
+            .submit_json(&stats_record(7.0, Some("bola-1")))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let receipt_id = receipt["receipt_id"].as_str().unwrap().to_owned();
+        let record_id = receipt["record_ids"][0].as_str().unwrap().to_owned();
+        let line = stats_record(8.0, Some("bola-2")).to_string();
+        let batch: Value = app
+            .client
+            .post(app.url("/api/v1/batches"))
+            .header("x-api-key", &app.key_a)
+            .header("content-type", "application/x-ndjson")
+            .body(format!("{line}\n"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let batch_id = batch["batch_id"].as_str().expect("batch accepted").to_owned();
+        let keys: Value = app.get("/api/v1/keys", &app.key_a).await.json().await.unwrap();
+        let key_id = keys[0]["id"].as_str().unwrap().to_owned();
+        let (user_id, _) = add_user(&app, "SO-KHCN-HCM", "nguoi.dung.a", "operator").await;
+        // Callers of organisation B.
+        let (_, admin_b, _, _, _) = enrolled(&app, "SO-KHCN-HN", "quan.tri.b", "system_admin").await;
+
+        // The table: templated path → (A's object, B's caller, request body for writes).
+        // `None`: not an organisation's object, with the reason.
+        let table = |path: &str| -> Option<(String, Foreign, Option<Value>)> {
+            match path {
+                "/api/v1/records/{id}" => Some((record_id.clone(), Foreign::Key, None)),
+                "/api/v1/receipts/{id}" => Some((receipt_id.clone(), Foreign::Key, None)),
+                "/api/v1/batches/{id}" | "/api/v1/batches/{id}/errors" => {
+                    Some((batch_id.clone(), Foreign::Key, None))
+                }
+                "/api/v1/keys/{id}" => Some((key_id.clone(), Foreign::Key, None)),
+                "/api/v1/users/{id}" => Some((
+                    user_id.clone(),
+                    Foreign::Admin,
+                    Some(json!({"display_name": "Không được đổi"})),
+                )),
+                "/api/v1/users/{id}/password-reset" => {
+                    Some((user_id.clone(), Foreign::Admin, Some(json!({}))))
+                }
+                // The schema catalogue is public and the vulnerability register is the hub's
+                // own (read by auditors, written by administrators): no organisation owns them.
+                "/api/v1/schemas/{category}/{version}" | "/api/v1/vulnerabilities/{id}" => None,
+                other => panic!("{other} takes an id: add it to the BOLA table in tests/api/bola.rs"),
+            }
+        };
+
+        let doc: Value = app
+            .client
+            .get(app.url("/api/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut tried = BTreeSet::new();
+        for (template, item) in doc["paths"].as_object().unwrap() {
+            if !template.contains('{') {
+                continue;
+            }
+            let Some((id, foreign, body)) = table(template) else {
+                continue;
+            };
+            let path = template.replace("{id}", &id);
+            for method in item.as_object().unwrap().keys() {
+                let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                let resp = send(&app, &admin_b, foreign, method.clone(), &path, body.clone()).await;
+                let status = resp.status().as_u16();
+                let problem: Value = resp.json().await.unwrap_or(Value::Null);
+                assert_eq!(
+                    (status, problem["code"].as_str()),
+                    (404, Some("not_found")),
+                    "{method} {template} by organisation B's {foreign:?}: {problem}"
+                );
+                tried.insert(format!("{method} {template}"));
+            }
+        }
+        assert!(tried.len() >= 8, "{tried:?}");
+
+        // Nothing of A changed: its key still works and its record is still its own.
+        assert_eq!(
+            app.get(&format!("/api/v1/records/{record_id}"), &app.key_a)
+                .await
+                .status(),
+            200
+        );
+    }
+);
+
+async fn send(
+    app: &TestApp,
+    admin_b: &Session,
+    foreign: Foreign,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut r = app.client.request(method.clone(), app.url(path));
+    r = match foreign {
+        Foreign::Key => r.header("x-api-key", &app.key_b),
+        Foreign::Admin => r
+            .header("cookie", &admin_b.cookie)
+            .header("x-csrf-token", &admin_b.csrf),
+    };
+    if method != Method::GET
+        && let Some(b) = body
+    {
+        r = r.json(&b);
+    }
+    r.send().await.unwrap()
+}
