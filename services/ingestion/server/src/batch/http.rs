@@ -10,7 +10,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use etx_domain::{ErrorCode, Lang, OrgId};
-use etx_http_kit::{ApiError, Principal, RequestLang};
+use etx_http_kit::openapi::{AuthErrors, BadParameter, TooLarge};
+use etx_http_kit::{ApiError, Principal, Problem, RequestLang};
 use etx_ingestion_core::SourceCaller;
 use etx_ingestion_core::batch::{BatchDefaults, BatchFormat, BatchView, ControlTotals, RejectReason};
 use futures_util::StreamExt;
@@ -22,7 +23,10 @@ use uuid::Uuid;
 #[derive(Debug, Default, Deserialize, IntoParams, ToSchema)]
 #[into_params(parameter_in = Query)]
 pub struct BatchParams {
-    /// `json`, `ndjson`, `csv` or `xml`; by default taken from the body's `Content-Type`.
+    /// `json`, `ndjson`, `csv` or `xml` (any case; `jsonl` = `ndjson`); by default taken from
+    /// the body's `Content-Type`.
+    #[param(value_type = Option<BatchFormatName>)]
+    #[schema(value_type = Option<BatchFormatName>)]
     pub format: Option<String>,
     /// Default `category` of rows that carry none.
     pub category: Option<String>,
@@ -43,7 +47,58 @@ pub struct BatchParams {
     pub row_count: Option<u64>,
     /// Control total: SHA-256 of the file (manifest only; as a header `X-Batch-SHA256`).
     #[param(ignore)]
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub sha256: Option<String>,
+}
+
+/// The batch file formats (OpenAPI document only).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum BatchFormatName {
+    /// A JSON array of records.
+    Json,
+    /// One JSON record per line.
+    Ndjson,
+    /// Same as `ndjson`.
+    Jsonl,
+    /// CSV with a header row.
+    Csv,
+    /// XML (`urn:etxhub:ingestion:v1`).
+    Xml,
+}
+
+/// A batch file sent as the raw body (OpenAPI document only): any bytes, at least one.
+#[derive(Debug)]
+pub struct BatchFile;
+
+impl utoipa::PartialSchema for BatchFile {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .description(Some(
+                "The file: a JSON array, NDJSON, CSV with a header row, or XML; never empty",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for BatchFile {}
+
+/// A multipart batch upload (OpenAPI document only): an optional `manifest` part, then the
+/// `file` part. Any other part is refused.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchUploadForm {
+    /// The upload parameters as a JSON object (the query parameters, plus `row_count` and
+    /// `sha256`); they take precedence over the query's.
+    #[serde(default)]
+    pub manifest: BatchParams,
+    /// The file; its part's `Content-Type` gives the format unless the manifest or the query
+    /// says it.
+    #[schema(value_type = String, format = Binary, min_length = 1)]
+    pub file: String,
 }
 
 /// Row counts.
@@ -209,16 +264,28 @@ impl BatchParams {
 /// original batch.
 #[utoipa::path(post, path = "/api/v1/batches", tag = "batches",
     params(BatchParams,
-        ("X-Batch-Row-Count" = Option<u64>, Header, description = "Control total: rows in the file (R-REC)"),
-        ("X-Batch-SHA256" = Option<String>, Header, description = "Control total: SHA-256 of the file, hex (R-REC)")),
-    request_body(content = String, description = "The file (JSON array, NDJSON, CSV with a header row, or XML), or multipart/form-data with parts `manifest` (JSON) and `file`", content_type = "text/csv"),
+        ("X-Batch-Row-Count" = Option<u64>, Header, nullable = false, minimum = 0, description = "Control total: rows in the file (R-REC); a batch whose file has another row count is rejected"),
+        ("X-Batch-SHA256" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{64}$", description = "Control total: SHA-256 of the file, hex (R-REC)")),
+    request_body(description = "The file as the raw body (its `Content-Type` gives the format unless `format` does), or multipart/form-data with parts `manifest` (JSON, optional, first) and `file`",
+        content(
+            (BatchFile = "text/csv"),
+            (BatchFile = "application/json"),
+            (BatchFile = "application/x-ndjson"),
+            (BatchFile = "application/xml"),
+            (BatchUploadForm = "multipart/form-data",
+                encoding(("manifest" = (content_type = "application/json")), ("file" = (content_type = "text/csv")))),
+        )),
     responses(
-        (status = 202, description = "File durably stored; processing follows", body = BatchOut),
-        (status = 200, description = "The same upload was made before: the original batch", body = BatchOut),
-        (status = 400, description = "Bad parameter or incomplete body", content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or revoked API key", content_type = "application/problem+json"),
-        (status = 413, description = "File too large", content_type = "application/problem+json"),
-        (status = 422, description = "Declared SHA-256 differs from the file's: nothing kept", content_type = "application/problem+json"),
+        (status = 202, description = "File durably stored; processing follows",
+            headers(("Location" = String, description = "The batch: `/api/v1/batches/{batch_id}`")),
+            body = BatchOut),
+        (status = 200, description = "The same upload was made before: the original batch",
+            headers(("Location" = String, description = "The batch: `/api/v1/batches/{batch_id}`"),
+                    ("Idempotent-Replayed" = String, description = "`true`")),
+            body = BatchOut),
+        (status = 400, description = "A parameter (query, header or manifest part) is not valid, the format cannot be told, or the body was cut short", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The file is empty, or its SHA-256 differs from the declared one: nothing kept", body = Problem, content_type = "application/problem+json"),
+        AuthErrors, TooLarge,
     ),
     security(("api_key" = [])))]
 pub async fn upload_batch(
@@ -310,10 +377,7 @@ async fn upload_multipart(
                     }
                     buf.extend_from_slice(&piece);
                 }
-                let m: BatchParams = serde_json::from_slice(&buf).map_err(|e| {
-                    BatchError::param("multipart:manifest", format!("not a valid manifest: {e}"))
-                })?;
-                manifest = Some(m);
+                manifest = Some(parse_manifest(&buf)?);
             }
             "file" => {
                 let m = manifest.take().unwrap_or_default();
@@ -358,7 +422,7 @@ async fn upload_multipart(
             }
             _ => {
                 return Err(BatchError::param(
-                    format!("multipart:{name}"),
+                    part_path(&name),
                     "unknown part; use `manifest` (optional, first) and `file`",
                 ));
             }
@@ -367,10 +431,43 @@ async fn upload_multipart(
     Err(BatchError::param("multipart:file", "the `file` part is missing"))
 }
 
+/// Reads a `manifest` part. The error never quotes the part: serde's messages can.
+fn parse_manifest(bytes: &[u8]) -> Result<BatchParams, BatchError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        BatchError::param(
+            "multipart:manifest",
+            format!(
+                "not a JSON object of upload parameters (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
+/// The violation path of a multipart part: its name only when it is a plain identifier, since
+/// the name is the client's text (R-SEC-3).
+fn part_path(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if plain {
+        format!("multipart:{name}")
+    } else {
+        "multipart".to_owned()
+    }
+}
+
 /// A batch's state, counts and timing.
 #[utoipa::path(get, path = "/api/v1/batches/{id}", tag = "batches",
     params(("id" = Uuid, Path, description = "batch id")),
-    responses((status = 200, body = BatchOut), (status = 404, description = "not found", content_type = "application/problem+json")),
+    responses(
+        (status = 200, body = BatchOut),
+        (status = 404, description = "No such batch in the caller's organisation", body = Problem, content_type = "application/problem+json"),
+        AuthErrors, BadParameter,
+    ),
     security(("api_key" = [])))]
 pub async fn get_batch(
     app: web::Data<AppIngestion>,
@@ -390,16 +487,59 @@ pub async fn get_batch(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ErrorsQuery {
-    /// `json` (default) or `csv`.
+    /// `json` (default) or `csv`, any case.
+    #[param(value_type = Option<ErrorListFormat>)]
     pub format: Option<String>,
+}
+
+/// The formats of a batch's error list (OpenAPI document only).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ErrorListFormat {
+    /// `{batch_id, errors: [...]}`.
+    Json,
+    /// UTF-8 CSV with a byte-order mark: `row,line,path,code,message,detail`.
+    Csv,
+}
+
+/// A batch's refused rows, as JSON (OpenAPI document only; the body is streamed).
+#[derive(Debug, ToSchema)]
+pub struct BatchErrorsOut {
+    /// The batch.
+    pub batch_id: Uuid,
+    /// One entry per violation, in row order.
+    pub errors: Vec<BatchRowErrorOut>,
+}
+
+/// One violation of a refused row.
+#[derive(Debug, ToSchema)]
+pub struct BatchRowErrorOut {
+    /// 1-based row.
+    pub row: u64,
+    /// 1-based line of the file.
+    pub line: u64,
+    /// Field path inside the row (JSON Pointer), `""` for the whole row.
+    pub path: String,
+    /// The violation code.
+    pub code: String,
+    /// Its message in the request's language.
+    pub message: String,
+    /// Extra English detail, never the submitted value.
+    pub detail: Option<String>,
 }
 
 /// Every refused row of a batch: row, line, field path, code and translated message, as JSON
 /// or CSV (streamed; `Accept-Language` picks Vietnamese or English).
 #[utoipa::path(get, path = "/api/v1/batches/{id}/errors", tag = "batches",
     params(("id" = Uuid, Path, description = "batch id"), ErrorsQuery),
-    responses((status = 200, description = "JSON `{batch_id, errors: [{row, line, path, code, message, detail}]}` or CSV with the same columns"),
-              (status = 404, description = "not found", content_type = "application/problem+json")),
+    responses(
+        (status = 200, description = "The refused rows as JSON, or as CSV with the same columns (`format=csv`, as an attachment)",
+            headers(("Content-Disposition" = String, description = "CSV only: `attachment; filename=\"batch-<id>-errors.csv\"`")),
+            content((BatchErrorsOut = "application/json"), ("text/csv"))),
+        (status = 400, description = "`format` is neither json nor csv (violation path `query:format`), or the id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such batch in the caller's organisation", body = Problem, content_type = "application/problem+json"),
+        AuthErrors,
+    ),
     security(("api_key" = [])))]
 pub async fn get_batch_errors(
     app: web::Data<AppIngestion>,
@@ -519,16 +659,71 @@ fn csv_writer(out: &mut Vec<u8>) -> csv::Writer<&mut Vec<u8>> {
 
 /// Mounts the batch routes under `/api/v1`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/batches", web::post().to(upload_batch))
-        .route("/batches/{id}", web::get().to(get_batch))
-        .route("/batches/{id}/errors", web::get().to(get_batch_errors));
+    use crate::http::resource;
+    cfg.service(resource("/batches", "POST").route(web::post().to(upload_batch)))
+        .service(resource("/batches/{id}", "GET").route(web::get().to(get_batch)))
+        .service(resource("/batches/{id}/errors", "GET").route(web::get().to(get_batch_errors)));
 }
 
 /// The batch part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(upload_batch, get_batch, get_batch_errors),
-    components(schemas(BatchOut, CountsOut, DeclaredOut))
+    components(schemas(
+        BatchOut,
+        CountsOut,
+        DeclaredOut,
+        BatchParams,
+        BatchFormatName,
+        BatchFile,
+        BatchUploadForm,
+        ErrorListFormat,
+        BatchErrorsOut,
+        BatchRowErrorOut
+    ))
 )]
 #[derive(Debug)]
 pub struct BatchDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn violation(e: BatchError) -> (String, String) {
+        match e {
+            BatchError::InvalidParameter { path, detail } => (path, detail),
+            other => panic!("not a parameter error: {other}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_manifest_is_refused_without_quoting_it() {
+        for bad in [
+            &b"null"[..],
+            b"[1]",
+            b"{\"dry_run\": \"SECRET\"}",
+            b"{\"SECRET\": 1,",
+        ] {
+            let (path, detail) = violation(parse_manifest(bad).expect_err("refused"));
+            assert_eq!(path, "multipart:manifest");
+            assert!(
+                detail.starts_with("not a JSON object of upload parameters"),
+                "{detail}"
+            );
+            assert!(!detail.contains("SECRET") && !detail.contains("null"), "{detail}");
+        }
+        let ok = parse_manifest(br#"{"format": "csv", "dry_run": true, "row_count": 3}"#).expect("valid");
+        assert_eq!(
+            (ok.format.as_deref(), ok.dry_run, ok.row_count),
+            (Some("csv"), Some(true), Some(3))
+        );
+    }
+
+    #[test]
+    fn an_unknown_part_is_named_only_when_its_name_is_plain() {
+        assert_eq!(part_path("attachment"), "multipart:attachment");
+        assert_eq!(part_path("<script>alert(1)</script>"), "multipart");
+        assert_eq!(part_path(""), "multipart");
+        assert_eq!(part_path(&"a".repeat(65)), "multipart");
+    }
+}

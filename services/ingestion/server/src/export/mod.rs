@@ -33,7 +33,8 @@ use actix_web::{HttpResponse, web};
 use bytes::Bytes;
 use chrono::Utc;
 use etx_domain::{ErrorCode, FieldViolation, OrgId, ViolationCode};
-use etx_http_kit::{ApiError, Principal};
+use etx_http_kit::openapi::AuthErrors;
+use etx_http_kit::{ApiError, Principal, Problem};
 use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
 use params::{ExportFormat, ExportParams};
@@ -299,12 +300,16 @@ async fn fail(tx: &mpsc::Sender<Chunk>, e: ExportError, sent: bool, rows: u64) {
 /// is cut off (no final chunk), never ended as if complete.
 #[utoipa::path(get, path = "/api/v1/exports/records", tag = "exports",
     params(
-        ("format" = params::ExportFormat, Query, description = "csv, xlsx or json"),
-        ("category" = Option<String>, Query, description = "policy, statistics, workforce or enforcement"),
-        ("period" = Option<String>, Query, description = "exact period as submitted: 2026, 2026-Q3, 2026-10 or 2026-10-05"),
-        ("status" = Option<String>, Query, description = "record status: received (today the only one held), validating, valid, rejected, duplicate, reconciled, conflict or approved"),
+        ("format" = params::ExportFormat, Query, description = "csv, xlsx or json (any case)"),
+        ("category" = Option<params::CategoryName>, Query, description = "policy, statistics, workforce or enforcement (any case)"),
+        ("period" = Option<String>, Query, 
+            // A year from 1945 to 2200, then nothing, a quarter, a month, or a day that exists
+            // in every year (29 February is accepted in leap years too, but not described).
+            pattern = "^(?:19(?:4[5-9]|[5-9][0-9])|2[01][0-9]{2}|2200)(?:-[Qq][1-4]|-(?:0[1-9]|1[0-2])|-(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|-(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|-02-(?:0[1-9]|1[0-9]|2[0-8]))?$",
+            description = "exact period as submitted: 2026, 2026-Q3, 2026-10 or 2026-10-05; years 1945 to 2200"),
+        ("status" = Option<params::RecordStatusName>, Query, description = "record status (any case): received (today the only one held), validating, valid, rejected, duplicate, reconciled, conflict or approved"),
         ("from" = Option<String>, Query, format = DateTime, description = "received at or after this RFC 3339 instant (percent-encode + as %2B)"),
-        ("to" = Option<String>, Query, format = DateTime, description = "received before this RFC 3339 instant (exclusive)"),
+        ("to" = Option<String>, Query, format = DateTime, description = "received before this RFC 3339 instant (exclusive); later than `from`"),
         ("bom" = Option<bool>, Query, description = "CSV only: begin with a UTF-8 byte-order mark (default true)"),
     ),
     responses(
@@ -315,8 +320,8 @@ async fn fail(tx: &mpsc::Sender<Chunk>, e: ExportError, sent: bool, rows: u64) {
                 ("text/csv"),
                 ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
             )),
-        (status = 400, description = "A query parameter is not valid (violation path `query:<name>`), or too many records for one XLSX sheet", content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or revoked API key", content_type = "application/problem+json"),
+        (status = 400, description = "A query parameter is not valid, unknown or repeated (violation path `query:<name>`), or too many records for one XLSX sheet", body = Problem, content_type = "application/problem+json"),
+        AuthErrors,
     ),
     security(("api_key" = [])))]
 pub async fn export_records(
@@ -356,7 +361,12 @@ pub async fn export_records(
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(export_records),
-    components(schemas(ExportRecord, params::ExportFormat))
+    components(schemas(
+        ExportRecord,
+        params::ExportFormat,
+        params::CategoryName,
+        params::RecordStatusName
+    ))
 )]
 #[derive(Debug)]
 pub struct ExportDoc;

@@ -50,6 +50,42 @@ pub const RECORD_STATUSES: [&str; 8] = [
     "approved",
 ];
 
+/// The categories `category` accepts (OpenAPI document only; any case).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum CategoryName {
+    /// Strategies, plans, policies, legal documents, standards.
+    Policy,
+    /// Reported and measured statistics; security-monitoring data.
+    Statistics,
+    /// Training, capacity building, human resources, experts.
+    Workforce,
+    /// Inspection, complaints, denunciations, violations, incident reports.
+    Enforcement,
+}
+
+/// The statuses `status` accepts, [`RECORD_STATUSES`] (OpenAPI document only; any case).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum RecordStatusName {
+    /// Durably received.
+    Received,
+    /// Being validated by the pipeline.
+    Validating,
+    /// Valid.
+    Valid,
+    /// Rejected.
+    Rejected,
+    /// A duplicate of a stored record.
+    Duplicate,
+    /// Reconciled.
+    Reconciled,
+    /// In conflict with another record.
+    Conflict,
+    /// Approved.
+    Approved,
+}
+
 /// A checked export request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportParams {

@@ -11,7 +11,8 @@ use dto::{ReceiptOut, RecordOut, SchemaListOut};
 use etx_domain::{
     Category, ErrorCode, FieldViolation, IdempotencyKey, ReceiptId, RecordId, SchemaVersion, ViolationCode,
 };
-use etx_http_kit::{ApiError, Principal};
+use etx_http_kit::openapi::{AuthErrors, BadParameter, TooLarge};
+use etx_http_kit::{ApiError, Principal, Problem, ProblemViolation};
 use etx_ingestion_core::xml::{self, XmlError};
 use etx_ingestion_core::xsd;
 use etx_ingestion_core::{IngestError, SourceCaller, SubmitOutcome};
@@ -95,16 +96,19 @@ fn xml_error(e: XmlError) -> ApiError {
 /// Submits one record or an array of up to 1,000 (R-ING-1). Answers `202` with a receipt only
 /// after the records are durably committed, encrypted.
 #[utoipa::path(post, path = "/api/v1/records", tag = "ingestion",
-    request_body(content = dto::RecordIn, description = "One record, or an array of up to 1,000, as application/json or application/xml", content_type = "application/json"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the submission idempotent (R-ING-5)")),
+    request_body(content = dto::RecordsIn, description = "One record, or an array of up to 1,000, as application/json or application/xml (the XML wire format is the XSD of `/api/v1/schemas/{category}/{version}?format=xsd`)", content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[!-~]{1,128}$",
+        description = "Makes the submission idempotent (R-ING-5): 1 to 128 visible ASCII characters")),
     responses(
-        (status = 202, description = "Durably received", body = ReceiptOut),
-        (status = 400, description = "Malformed body or too many records", content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or revoked API key", content_type = "application/problem+json"),
-        (status = 409, description = "Idempotency key reused with different content", content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", content_type = "application/problem+json"),
-        (status = 415, description = "Unsupported content type", content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed or state secret", content_type = "application/problem+json"),
+        (status = 202, description = "Durably received; the receipt is XML when the body was XML or `Accept` asks for XML",
+            headers(("Location" = String, description = "The receipt: `/api/v1/receipts/{receipt_id}`"),
+                    ("Idempotent-Replayed" = String, description = "`true` when this answers a replay of an earlier submission")),
+            content((ReceiptOut = "application/json"), ("application/xml"))),
+        (status = 400, description = "Malformed JSON or XML, a DTD in the XML, an unreadable `Idempotency-Key`, or not 1 to 1,000 records", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency key reused with different content", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Unsupported content type (use application/json or application/xml)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A record failed validation (violations name the item and the field), or is labelled a state secret", body = Problem, content_type = "application/problem+json"),
+        AuthErrors, TooLarge,
     ),
     security(("api_key" = [])))]
 pub async fn submit_records(
@@ -178,7 +182,11 @@ pub async fn submit_records(
 /// Another organisation's record is `404`.
 #[utoipa::path(get, path = "/api/v1/records/{id}", tag = "ingestion",
     params(("id" = Uuid, Path, description = "record id")),
-    responses((status = 200, body = RecordOut), (status = 404, description = "not found", content_type = "application/problem+json")),
+    responses(
+        (status = 200, body = RecordOut),
+        (status = 404, description = "No such record in the caller's organisation", body = Problem, content_type = "application/problem+json"),
+        AuthErrors, BadParameter,
+    ),
     security(("api_key" = [])))]
 pub async fn get_record(
     app: web::Data<AppIngestion>,
@@ -197,7 +205,11 @@ pub async fn get_record(
 /// Reads back one of the caller's receipts. Another organisation's receipt is `404`.
 #[utoipa::path(get, path = "/api/v1/receipts/{id}", tag = "ingestion",
     params(("id" = Uuid, Path, description = "receipt id")),
-    responses((status = 200, body = ReceiptOut), (status = 404, description = "not found", content_type = "application/problem+json")),
+    responses(
+        (status = 200, body = ReceiptOut),
+        (status = 404, description = "No such receipt in the caller's organisation", body = Problem, content_type = "application/problem+json"),
+        AuthErrors, BadParameter,
+    ),
     security(("api_key" = [])))]
 pub async fn get_receipt(
     app: web::Data<AppIngestion>,
@@ -217,7 +229,7 @@ pub async fn get_receipt(
 ///
 /// Each version comes with the paths of its JSON Schema and of the XSD of its XML wire format.
 #[utoipa::path(get, path = "/api/v1/schemas", tag = "schemas",
-    responses((status = 200, body = SchemaListOut)), security(("api_key" = [])))]
+    responses((status = 200, body = SchemaListOut), AuthErrors), security(("api_key" = [])))]
 pub async fn list_schemas(app: web::Data<AppIngestion>, _p: Principal) -> HttpResponse {
     HttpResponse::Ok().json(SchemaListOut::from_registry(app.service.schemas()))
 }
@@ -228,7 +240,19 @@ pub async fn list_schemas(app: web::Data<AppIngestion>, _p: Principal) -> HttpRe
 pub struct SchemaQuery {
     /// `json` (the JSON Schema) or `xsd` (the XSD of the XML wire format). Without it, the XSD
     /// when the `Accept` header prefers `application/xml` or `text/xml` to JSON, else the JSON Schema.
+    #[param(value_type = Option<SchemaFormat>)]
     pub format: Option<String>,
+}
+
+/// The documents a schema version is published as, by `format` (OpenAPI document only; any
+/// case is accepted).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum SchemaFormat {
+    /// The JSON Schema (draft 2020-12).
+    Json,
+    /// The XSD 1.0 of the XML wire format.
+    Xsd,
 }
 
 /// The documents a schema version is published as.
@@ -314,8 +338,9 @@ fn prefers_xml(accept: &str) -> bool {
         (status = 200, description = "The JSON Schema (draft 2020-12); with `format=xsd`, or an `Accept` header preferring `application/xml` or `text/xml` to JSON, the XSD 1.0 of the XML wire format (namespace `urn:etxhub:ingestion:v1`), as `application/xml; charset=utf-8`",
             headers(("Vary" = String, description = "Accept: the document depends on it when `format` is not given")),
             content(("application/schema+json"), ("application/xml"))),
-        (status = 400, description = "`format` is neither json nor xsd (violation path `query:format`)", content_type = "application/problem+json"),
-        (status = 404, description = "no such schema", content_type = "application/problem+json")),
+        (status = 400, description = "`format` is neither json nor xsd (violation path `query:format`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such category or version", body = Problem, content_type = "application/problem+json"),
+        AuthErrors),
     security(("api_key" = [])))]
 pub async fn get_schema(
     app: web::Data<AppIngestion>,
@@ -345,15 +370,21 @@ pub async fn get_schema(
     }
 }
 
-/// Mounts the routes under `/api/v1`.
+/// Mounts the routes under `/api/v1`. Each path is a resource, so another method on it is
+/// `405` with `Allow`, not `404`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/records", web::post().to(submit_records))
-        .route("/records/{id}", web::get().to(get_record))
-        .route("/receipts/{id}", web::get().to(get_receipt))
-        .route("/schemas", web::get().to(list_schemas))
-        .route("/schemas/{category}/{version}", web::get().to(get_schema))
-        .route("/exports/records", web::get().to(crate::export::export_records));
+    cfg.service(resource("/records", "POST").route(web::post().to(submit_records)))
+        .service(resource("/records/{id}", "GET").route(web::get().to(get_record)))
+        .service(resource("/receipts/{id}", "GET").route(web::get().to(get_receipt)))
+        .service(resource("/schemas", "GET").route(web::get().to(list_schemas)))
+        .service(resource("/schemas/{category}/{version}", "GET").route(web::get().to(get_schema)))
+        .service(resource("/exports/records", "GET").route(web::get().to(crate::export::export_records)));
     crate::batch::http::routes(cfg);
+}
+
+/// A resource whose other methods are answered `405` with `Allow: <allow>`.
+pub(crate) fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(etx_http_kit::method_not_allowed(allow))
 }
 
 /// Ingestion's part of the OpenAPI document.
@@ -361,7 +392,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[openapi(
     paths(submit_records, get_record, get_receipt, list_schemas, get_schema),
     components(schemas(
+        Problem,
+        ProblemViolation,
+        SchemaFormat,
         dto::RecordIn,
+        dto::RecordsIn,
         ReceiptOut,
         RecordOut,
         dto::ProvenanceOut,
