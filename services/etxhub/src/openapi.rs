@@ -33,6 +33,7 @@ pub fn document() -> serde_json::Value {
     );
     let mut value = serde_json::to_value(&doc).unwrap_or_default();
     add_rate_limit_responses(&mut value);
+    add_error_responses(&mut value);
     value
 }
 
@@ -64,6 +65,92 @@ fn add_rate_limit_responses(doc: &mut serde_json::Value) {
                         },
                         "content": { "application/problem+json": {} }
                     })
+                });
+            }
+        }
+    }
+}
+
+/// The error answers the standard middleware gives to any operation, added where a handler does
+/// not declare them: `401` and `403` (the gateway's authentication, R-SEC-1) to every secured
+/// operation, `400` (a parameter that cannot be read) to every operation with path or query
+/// parameters, and `400` (malformed JSON), `415` (not `application/json`) and `422`
+/// (validation) to every operation with a JSON request body. Each is a `Problem`.
+fn add_error_responses(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let problem = |description: &str| {
+        serde_json::json!({
+            "description": description,
+            "content": {
+                "application/problem+json": {
+                    "schema": { "$ref": "#/components/schemas/Problem" }
+                }
+            }
+        })
+    };
+    for item in paths.values_mut() {
+        let Some(ops) = item.as_object_mut() else { continue };
+        for op in ops.values_mut() {
+            let secured = op
+                .get("security")
+                .and_then(|s| s.as_array())
+                .is_some_and(|s| !s.is_empty());
+            let json_body = op
+                .pointer("/requestBody/content")
+                .and_then(|c| c.as_object())
+                .is_some_and(|c| c.contains_key("application/json"));
+            let params = op.get("parameters").and_then(|p| p.as_array()).is_some_and(|p| {
+                p.iter()
+                    .any(|p| matches!(p["in"].as_str(), Some("path" | "query")))
+            });
+            let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) else {
+                continue;
+            };
+            if secured {
+                responses.entry("401").or_insert_with(|| {
+                    let mut r = problem(
+                        "Missing, invalid, expired or revoked credentials (`missing_credentials`, \
+                         `invalid_credentials`, `revoked_credentials`); with `WWW-Authenticate`.",
+                    );
+                    r["headers"] = serde_json::json!({
+                        "WWW-Authenticate": {
+                            "description": "`ApiKey realm=\"etxhub\"`",
+                            "schema": { "type": "string" }
+                        }
+                    });
+                    r
+                });
+                responses.entry("403").or_insert_with(|| {
+                    problem(
+                        "The caller may not do this: its role, its key's scopes or address \
+                         allow-list do not cover the request (`forbidden`, `insufficient_scope`, \
+                         `address_not_allowed`).",
+                    )
+                });
+            }
+            let bad_request = match (json_body, params) {
+                (true, true) => Some(
+                    "A body that is not JSON (`malformed_json`) or a parameter that cannot be read \
+                     (`invalid_parameter`).",
+                ),
+                (true, false) => Some("A body that is not JSON (`malformed_json`)."),
+                (false, true) => Some(
+                    "A path or query parameter that cannot be read (`invalid_parameter`), e.g. an \
+                     id that is not a UUID.",
+                ),
+                (false, false) => None,
+            };
+            if let Some(description) = bad_request {
+                responses.entry("400").or_insert_with(|| problem(description));
+            }
+            if json_body {
+                responses.entry("415").or_insert_with(|| {
+                    problem("A body that is not `application/json` (`unsupported_media_type`).")
+                });
+                responses.entry("422").or_insert_with(|| {
+                    problem("A body that does not match the schema (`validation_failed`), with a violation per field.")
                 });
             }
         }

@@ -172,6 +172,10 @@ impl EntryQuery {
                         "must be 1 to 1024 characters",
                     ));
                     None
+                } else if v.chars().any(char::is_control) {
+                    // Never a subject, route or action; and PostgreSQL cannot take a NUL.
+                    bad.push(violation(name, ViolationCode::Format, "no control characters"));
+                    None
                 } else {
                     Some(v.to_owned())
                 }

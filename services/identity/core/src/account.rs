@@ -68,10 +68,23 @@ impl Username {
     }
 
     /// How a submitted (possibly invalid) username is recorded and counted for lockout: trimmed,
-    /// lower-cased and cut to 128 characters, so that lockout counts per submitted name whether
-    /// or not an account has it.
+    /// lower-cased, each control character (NUL included, which PostgreSQL cannot store in text)
+    /// replaced by U+FFFD and cut to 128 characters, so that lockout counts per submitted name
+    /// whether or not an account has it.
     pub fn attempt_key(submitted: &str) -> String {
-        submitted.trim().to_lowercase().chars().take(128).collect()
+        submitted
+            .trim()
+            .to_lowercase()
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    char::REPLACEMENT_CHARACTER
+                } else {
+                    c
+                }
+            })
+            .take(128)
+            .collect()
     }
 }
 
@@ -461,6 +474,7 @@ mod tests {
             );
         }
         assert_eq!(Username::attempt_key("  ADMIN "), "admin");
+        assert_eq!(Username::attempt_key("ad\u{0}m\u{1b}in"), "ad\u{fffd}m\u{fffd}in");
     }
 
     #[test]

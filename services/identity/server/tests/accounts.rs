@@ -872,3 +872,56 @@ async fn totp_secrets_stay_readable_after_the_master_key_is_rotated_and_retired(
     let _ = env.db.cleanup().await;
 }
 both_backends!(totp_secrets_stay_readable_after_the_master_key_is_rotated_and_retired);
+
+/// The fuzz run's finding: PostgreSQL cannot store NUL in text, so a submitted username with
+/// control characters is recorded normalised (and still counts for lockout), and display names
+/// with control characters are refused per field, never reaching the database.
+async fn control_characters_in_user_text_never_reach_the_database(backend: &str) {
+    let env = env(backend).await;
+    let accounts = &env.app.accounts;
+    for _ in 0..5 {
+        assert!(matches!(
+            env.login("gh\u{0}ost\u{1b}", "guess guess guess", None).await,
+            Err(LoginError::MfaRequired)
+        ));
+    }
+    assert!(matches!(
+        env.login("gh\u{0}ost\u{1b}", "guess guess guess", None).await,
+        Err(LoginError::Locked { .. })
+    ));
+    let attempts = login_attempt::Entity::find().all(&env.conn).await.unwrap();
+    assert!(!attempts.is_empty());
+    assert!(
+        attempts.iter().all(|a| !a.username.chars().any(char::is_control)),
+        "{attempts:?}"
+    );
+
+    let (admin, _) = env.bootstrap("79", "admin.a").await;
+    let a = env.actor(admin, env.org_a, &[Role::SystemAdmin]);
+    let err = accounts
+        .create_user(
+            &a,
+            NewUser {
+                username: "op\u{0}one".into(),
+                display_name: Some("Nguyễn\u{0}Văn A".into()),
+                org_id: None,
+                roles: vec!["operator".into()],
+                temporary_password: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    let AccountError::Invalid(v) = err else {
+        panic!("{err:?}")
+    };
+    let paths: Vec<&str> = v.iter().map(|v| v.path.as_str()).collect();
+    assert_eq!(paths, vec!["/username", "/display_name"], "{v:?}");
+    let patch = UserPatch {
+        display_name: Some("Admin\u{0}".into()),
+        ..UserPatch::default()
+    };
+    let err = accounts.update_user(&a, admin, patch).await.unwrap_err();
+    assert!(matches!(err, AccountError::Invalid(_)), "{err:?}");
+    let _ = env.db.cleanup().await;
+}
+both_backends!(control_characters_in_user_text_never_reach_the_database);

@@ -560,13 +560,25 @@ pub async fn update_finding(
     Ok(HttpResponse::Ok().json(FindingOut::of(f, now)))
 }
 
-/// Mounts the routes (under `/api/v1`, behind the gateway's authentication).
+/// Mounts the routes (under `/api/v1`, behind the gateway's authentication). Each path is a
+/// resource, so another method on it is `405` with `Allow`, not `404`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/audit/entries", web::get().to(list_entries))
-        .route("/vulnerabilities", web::post().to(create_finding))
-        .route("/vulnerabilities", web::get().to(list_findings))
-        .route("/vulnerabilities/{id}", web::get().to(get_finding))
-        .route("/vulnerabilities/{id}", web::patch().to(update_finding));
+    cfg.service(resource("/audit/entries", "GET").route(web::get().to(list_entries)))
+        .service(
+            resource("/vulnerabilities", "GET, POST")
+                .route(web::post().to(create_finding))
+                .route(web::get().to(list_findings)),
+        )
+        .service(
+            resource("/vulnerabilities/{id}", "GET, PATCH")
+                .route(web::get().to(get_finding))
+                .route(web::patch().to(update_finding)),
+        );
+}
+
+/// A resource whose other methods are answered `405` with `Allow: <allow>`.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(etx_http_kit::method_not_allowed(allow))
 }
 
 /// The audit service's part of the OpenAPI document.

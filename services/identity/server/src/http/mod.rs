@@ -165,18 +165,25 @@ pub async fn list_keys(id: web::Data<AppIdentity>, p: Principal) -> Result<HttpR
 }
 
 /// Issues a new API key for a system of the caller's organisation (rotation with overlap:
-/// the old key works until revoked).
-#[utoipa::path(post, path = "/api/v1/keys", tag = "identity", request_body = IssueKeyIn,
+/// the old key works until revoked). The body is optional: without one, the key is for the
+/// caller's own system (so too with `null`); a body that is sent must be valid.
+#[utoipa::path(post, path = "/api/v1/keys", tag = "identity", request_body = Option<IssueKeyIn>,
     responses((status = 201, body = IssuedKeyOut), (status = 404, description = "no such system")),
     security(("api_key" = [])))]
 pub async fn issue_key(
     id: web::Data<AppIdentity>,
     p: Principal,
-    body: Option<web::Json<IssueKeyIn>>,
-) -> Result<HttpResponse, ApiError> {
+    req: actix_web::HttpRequest,
+    body: Result<web::Json<Option<IssueKeyIn>>, actix_web::Error>,
+) -> Result<HttpResponse, actix_web::Error> {
     may_manage_keys(&p)?;
+    let body = match body {
+        Ok(b) => b.into_inner(),
+        Err(_) if body_is_empty(&req) => None,
+        Err(e) => return Err(e),
+    };
     let system = body
-        .and_then(|b| b.into_inner().system_id)
+        .and_then(|b| b.system_id)
         .map(SystemId::from_uuid)
         .or(p.system_id)
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidParameter).with_detail("system_id is required"))?;
@@ -185,6 +192,15 @@ pub async fn issue_key(
         key: info.into(),
         api_key: plaintext,
     }))
+}
+
+/// Whether the request came without a body (no `Content-Length`, or `0`, and not chunked).
+fn body_is_empty(req: &actix_web::HttpRequest) -> bool {
+    use actix_web::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    let h = req.headers();
+    !h.contains_key(TRANSFER_ENCODING)
+        && h.get(CONTENT_LENGTH)
+            .is_none_or(|v| v.to_str().is_ok_and(|v| v.trim() == "0"))
 }
 
 /// Revokes an API key of the caller's organisation; it stops working at once.
