@@ -72,3 +72,31 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
     })
     .await
 }
+
+/// Key of the PostgreSQL advisory lock that serialises schema migrations across processes.
+const MIGRATION_LOCK_KEY: i64 = 0x6574_7868_7562; // "etxhub"
+
+/// Runs `migrate` while holding a PostgreSQL advisory lock, so that processes starting together
+/// on one database (identity and ingestion, several replicas, the migrate job) apply their
+/// migrations one after another instead of racing on the same `CREATE TABLE IF NOT EXISTS`
+/// (which PostgreSQL answers with a unique violation on its catalogue). The lock is held by a
+/// transaction of its own and released when it ends; the migrations run on other connections of
+/// the pool. On SQLite `migrate` simply runs.
+pub async fn with_migration_lock<T, F>(db: &DatabaseConnection, migrate: F) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return migrate.await;
+    }
+    let lock = db.begin().await?;
+    lock.execute_raw(Statement::from_string(
+        sea_orm::DatabaseBackend::Postgres,
+        format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"),
+    ))
+    .await?;
+    let out = migrate.await;
+    lock.commit().await?;
+    out
+}

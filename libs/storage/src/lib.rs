@@ -7,6 +7,6 @@ pub mod migrate;
 pub mod outbox;
 pub mod testing;
 
-pub use db::{Backend, begin_write, connect, is_unique_violation};
+pub use db::{Backend, begin_write, connect, is_unique_violation, with_migration_lock};
 pub use migrate::create_entity_table;
 pub use outbox::{OutboxEntry, OutboxMigration, OutboxRelay, RelayHandle, insert_outbox};

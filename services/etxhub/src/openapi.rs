@@ -32,50 +32,16 @@ pub fn document() -> serde_json::Value {
         ))),
     );
     let mut value = serde_json::to_value(&doc).unwrap_or_default();
-    add_rate_limit_responses(&mut value);
     add_error_responses(&mut value);
     value
 }
 
-/// Every authenticated operation may be answered `429` by the gateway's rate limits (R-SEC-2);
-/// the handlers do not declare it, so it is added here once for all of them.
-fn add_rate_limit_responses(doc: &mut serde_json::Value) {
-    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
-        return;
-    };
-    for item in paths.values_mut() {
-        let Some(ops) = item.as_object_mut() else { continue };
-        for op in ops.values_mut() {
-            let secured = op
-                .get("security")
-                .and_then(|s| s.as_array())
-                .is_some_and(|s| !s.is_empty());
-            if !secured {
-                continue;
-            }
-            if let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) {
-                responses.entry("429").or_insert_with(|| {
-                    serde_json::json!({
-                        "description": "Rate limit exceeded (per client address, API key or organisation): retry after `Retry-After` seconds",
-                        "headers": {
-                            "Retry-After": {
-                                "description": "Whole seconds to wait before the next request",
-                                "schema": { "type": "integer", "minimum": 1 }
-                            }
-                        },
-                        "content": { "application/problem+json": {} }
-                    })
-                });
-            }
-        }
-    }
-}
-
-/// The error answers the standard middleware gives to any operation, added where a handler does
-/// not declare them: `401` and `403` (the gateway's authentication, R-SEC-1) to every secured
-/// operation, `400` (a parameter that cannot be read) to every operation with path or query
-/// parameters, and `400` (malformed JSON), `415` (not `application/json`) and `422`
-/// (validation) to every operation with a JSON request body. Each is a `Problem`.
+/// The error answers the gateway and the standard middleware give to any operation, added where
+/// a handler does not declare them: `401` and `403` (the gateway's authentication, R-SEC-1) and
+/// `429` (its rate limits, R-SEC-2) to every secured operation, `400` (a parameter that cannot be
+/// read) to every operation with path or query parameters, and `400` (malformed JSON), `415`
+/// (not `application/json`) and `422` (validation) to every operation with a JSON request body.
+/// Each is a `Problem`.
 fn add_error_responses(doc: &mut serde_json::Value) {
     let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
         return;
@@ -122,12 +88,20 @@ fn add_error_responses(doc: &mut serde_json::Value) {
                     });
                     r
                 });
-                responses.entry("403").or_insert_with(|| {
-                    problem(
-                        "The caller may not do this: its role, its key's scopes or address \
-                         allow-list do not cover the request (`forbidden`, `insufficient_scope`, \
-                         `address_not_allowed`).",
-                    )
+                responses
+                    .entry("403")
+                    .or_insert_with(|| problem("The caller's role does not allow this (`forbidden`)."));
+                responses.entry("429").or_insert_with(|| {
+                    serde_json::json!({
+                        "description": "Rate limit exceeded (per client address, API key or organisation): retry after `Retry-After` seconds",
+                        "headers": {
+                            "Retry-After": {
+                                "description": "Whole seconds to wait before the next request",
+                                "schema": { "type": "integer", "minimum": 1 }
+                            }
+                        },
+                        "content": { "application/problem+json": {} }
+                    })
                 });
             }
             let bad_request = match (json_body, params) {

@@ -130,8 +130,11 @@ impl AppAudit {
 
 /// Runs the audit service's migrations (including the outbox).
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    store::migrations::Migrator::up(db, None).await?;
-    Ok(())
+    etx_storage::with_migration_lock(db, async {
+        store::migrations::Migrator::up(db, None).await?;
+        Ok(())
+    })
+    .await
 }
 
 /// The audit service's part of the OpenAPI document.

@@ -79,8 +79,11 @@ impl AppIdentity {
 
 /// Runs identity's migrations.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    store::migrations::Migrator::up(db, None).await?;
-    Ok(())
+    etx_storage::with_migration_lock(db, async {
+        store::migrations::Migrator::up(db, None).await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Identity's part of the OpenAPI document.

@@ -68,8 +68,11 @@ impl AppIngestion {
 
 /// Runs ingestion's migrations (including the outbox).
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    store::migrations::Migrator::up(db, None).await?;
-    Ok(())
+    etx_storage::with_migration_lock(db, async {
+        store::migrations::Migrator::up(db, None).await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Ingestion's part of the OpenAPI document.

@@ -455,9 +455,11 @@ impl Worker {
         let mut stopped = false;
         while open || !in_flight.is_empty() {
             if open && self.batches.stopping() {
-                // Finish the groups in flight, read no more.
+                // Finish the groups in flight, read no more. (Back to the loop condition: with
+                // nothing in flight every branch below would be disabled, which panics.)
                 open = false;
                 stopped = true;
+                continue;
             }
             tokio::select! {
                 () = self.batches.inner.wake.notified(), if open => {}
