@@ -10,6 +10,7 @@ mod canary;
 mod common;
 mod crash;
 mod https;
+mod oauth;
 mod revocation;
 mod shutdown;
 mod soap_zeep;

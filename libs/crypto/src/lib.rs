@@ -19,6 +19,8 @@
 //! [`KeyedHasher`] gives deterministic, keyed, domain-separated hashes for lookups and
 //! deduplication. [`ApiKeyHasher`] issues API keys of the form `etx_<prefix>_<secret>` and stores
 //! only a peppered hash of them; verification compares in constant time.
+//! [`OpaqueSecrets`] does the same for OAuth2 client secrets (`etxcs_…`) and access tokens
+//! (`etxat_…`), each kind with its own tag and hash purpose.
 //!
 //! ```
 //! use etx_crypto::{Aad, ApiKeyHasher, KeyRing, MasterKey};
@@ -49,6 +51,7 @@ mod error;
 mod hash;
 mod keyring;
 mod master;
+mod opaque;
 mod random;
 
 pub use api_key::{API_KEY_LEN, API_KEY_TAG, ApiKeyHasher, IssuedApiKey};
@@ -58,6 +61,7 @@ pub use keyring::{
     Aad, BLOB_OVERHEAD, DATA_KEY_HARD_LIMIT, DATA_KEY_MAX_USES, FORMAT_VERSION, KeyRing, WrappedDataKey,
 };
 pub use master::{MASTER_KEY_LEN, MasterKey};
+pub use opaque::{IssuedSecret, OpaqueSecrets, SecretKind};
 
 /// What `Debug` prints in place of a secret.
 pub(crate) const REDACTED: &str = "[redacted]";

@@ -31,7 +31,7 @@ pub enum ErrorCode {
     MissingCredentials,
     /// The presented credentials are unknown, expired or malformed.
     InvalidCredentials,
-    /// The presented API key has been revoked.
+    /// The presented API key or access token has been revoked.
     RevokedCredentials,
     /// The caller may not do this.
     Forbidden,
@@ -81,11 +81,15 @@ pub enum ErrorCode {
     RequestTimeout,
     /// The request carries too many headers, or they are too large.
     RequestHeadersTooLarge,
+    /// Signing in through the external OpenID Connect provider failed: the sign-in is unknown,
+    /// expired, used or was started in another browser, the provider refused, its ID token is
+    /// not valid, or no active account matches (R-SEC-5).
+    OidcFailed,
 }
 
 impl ErrorCode {
     /// Every code, for the catalogue test and the documentation.
-    pub const ALL: [ErrorCode; 33] = [
+    pub const ALL: [ErrorCode; 34] = [
         Self::MalformedJson,
         Self::MalformedXml,
         Self::XmlDtdForbidden,
@@ -119,6 +123,7 @@ impl ErrorCode {
         Self::AddressNotAllowed,
         Self::RequestTimeout,
         Self::RequestHeadersTooLarge,
+        Self::OidcFailed,
     ];
 
     /// The snake_case code.
@@ -206,8 +211,8 @@ impl ErrorCode {
             Self::RevokedCredentials => (
                 "revoked_credentials",
                 401,
-                "Khóa API đã bị thu hồi",
-                "The API key has been revoked",
+                "Khóa API hoặc mã truy cập đã bị thu hồi",
+                "The API key or access token has been revoked",
             ),
             Self::Forbidden => (
                 "forbidden",
@@ -330,6 +335,12 @@ impl ErrorCode {
                 431,
                 "Yêu cầu có quá nhiều trường tiêu đề hoặc tiêu đề quá lớn",
                 "The request has too many headers, or they are too large",
+            ),
+            Self::OidcFailed => (
+                "oidc_failed",
+                401,
+                "Đăng nhập qua nhà cung cấp định danh không thành công; vui lòng đăng nhập lại",
+                "Signing in through the identity provider failed; please sign in again",
             ),
         }
     }

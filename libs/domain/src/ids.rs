@@ -79,6 +79,14 @@ id_type!(
     /// A person's account (R-SEC-5, R-SEC-6): administrators, operators, analysts, auditors.
     UserId
 );
+id_type!(
+    /// An OAuth2 client of a connected system (R-SEC-1): its `client_id`.
+    OAuthClientId
+);
+id_type!(
+    /// An OAuth2 access token issued to a client (R-SEC-1).
+    AccessTokenId
+);
 
 #[cfg(test)]
 mod tests {

@@ -4,10 +4,12 @@
 //! Everything here is pure (no I/O, no framework) and every newtype can only be built valid
 //! ("parse, don't validate"): once a caller holds a [`Period`] or an [`OrgCode`], it is valid.
 
+pub mod authz;
 pub mod category;
 pub mod error;
 pub mod ids;
 pub mod lang;
+pub mod net;
 pub mod org;
 pub mod period;
 pub mod record;
@@ -17,6 +19,7 @@ pub use category::{Category, SchemaVersion};
 pub use error::{ErrorCode, FieldViolation, ViolationCode};
 pub use ids::{ApiKeyId, OrgId, ReceiptId, RecordId, SystemId, UserId};
 pub use lang::Lang;
+pub use net::IpNetwork;
 pub use org::{OrgCode, OrgKind, OrgName, OrgTree, Organisation, SystemName};
 pub use period::Period;
 pub use record::{ContentHash, Envelope, IdempotencyKey, Method, Provenance};

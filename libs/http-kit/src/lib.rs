@@ -28,7 +28,7 @@ pub use middleware::{
     is_acceptable_request_id, json_config, not_found_handler, path_config, payload_config, query_config,
     standard, standard_middleware,
 };
-pub use principal::{DEFAULT_PRINCIPAL_TTL, PRINCIPAL_HEADER, Principal, PrincipalSigner};
+pub use principal::{DEFAULT_PRINCIPAL_TTL, PRINCIPAL_HEADER, Principal, PrincipalSigner, denial_error};
 pub use routes::method_not_allowed;
 
 /// The items of a channel as a stream: how a task producing a large body (an export, an error

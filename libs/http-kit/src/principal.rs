@@ -21,7 +21,8 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use etx_domain::{ApiKeyId, ErrorCode, OrgId, SystemId};
+use etx_domain::authz::{self, Actor, Denial, Permission};
+use etx_domain::{ApiKeyId, Classification, ErrorCode, OrgId, SystemId};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -54,6 +55,10 @@ pub struct Principal {
     pub subject: String,
     /// Granted roles.
     pub roles: Vec<String>,
+    /// The scopes of a connected system's credential (API key or OAuth2 token, R-SEC-1); empty
+    /// for a person.
+    #[serde(default)]
+    pub scopes: Vec<String>,
     /// The client's IP address as the gateway saw it.
     pub client_ip: Option<String>,
 }
@@ -62,6 +67,37 @@ impl Principal {
     /// Whether the principal holds `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
+    }
+
+    /// The principal as the authorisation policy sees it: a connected system (with its
+    /// credential's scopes) or a person (with their roles).
+    pub fn actor(&self) -> Actor<'_> {
+        if self.system_id.is_some() {
+            Actor::System { scopes: &self.scopes }
+        } else {
+            Actor::Person { roles: &self.roles }
+        }
+    }
+
+    /// Refuses unless the policy grants `permission` (issue 4 §3, one policy:
+    /// [`etx_domain::authz`]): `403 forbidden`, or `403 insufficient_scope` naming the scope.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        authz::decide(self.actor(), permission).map_err(denial_error)
+    }
+
+    /// The highest classification this principal reads in clear ([`authz::clearance`]).
+    pub fn clearance(&self) -> Classification {
+        authz::clearance(self.actor())
+    }
+}
+
+/// The problem a policy refusal answers.
+pub fn denial_error(d: Denial) -> ApiError {
+    match d {
+        Denial::Forbidden => ApiError::new(ErrorCode::Forbidden)
+            .with_detail("the caller's roles or kind do not allow this operation"),
+        Denial::MissingScope(s) => ApiError::new(ErrorCode::InsufficientScope)
+            .with_detail(format!("the credential needs the scope `{s}`")),
     }
 }
 
@@ -228,6 +264,7 @@ mod tests {
             key_id: Some(ApiKeyId::new()),
             subject: "system:abc".into(),
             roles: vec!["submitter".into()],
+            scopes: Vec::new(),
             client_ip: Some("203.0.113.7".into()),
         }
     }
@@ -249,6 +286,7 @@ mod tests {
         let p = Principal {
             system_id: None,
             key_id: None,
+            scopes: Vec::new(),
             client_ip: None,
             roles: vec![],
             ..principal()

@@ -120,6 +120,7 @@ fn in_process_principal() -> Principal {
         key_id: None,
         subject: "system:in-process".into(),
         roles: vec![],
+        scopes: Vec::new(),
         client_ip: None,
     }
 }
@@ -131,6 +132,7 @@ fn forwarded_principal() -> Principal {
         key_id: None,
         subject: "system:forwarded".into(),
         roles: vec!["submitter".into()],
+        scopes: Vec::new(),
         client_ip: Some("198.51.100.1".into()),
     }
 }

@@ -131,7 +131,9 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     // No total timeout: batch uploads and exports stream for minutes through the gateway. A
     // peer that stops sending or answering for 5 minutes (an XLSX export is assembled before
     // its first byte) is given up on.
+    // Redirects are never followed: an upstream's 302 (the OpenID sign-in) goes to the browser.
     let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .read_timeout(Duration::from_secs(300))
         .connect_timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(256)
@@ -139,10 +141,32 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
         .context("HTTP client")?;
     let mut readiness = Readiness::default();
     readiness.add_database(db.clone());
+    // Bound first: the connection bundles name the gateway's real address (port 0 in tests).
+    let listener = std::net::TcpListener::bind(&cfg.listen)
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
 
     let identity = if targets.contains("identity") {
         let deps = crate::identity_deps(cfg, &secrets, &db)?;
-        Some(web::Data::new(AppIdentity::build(db.clone(), deps).await?))
+        if !targets.contains("gateway") && cfg.public_url.trim().is_empty() {
+            tracing::warn!("public_url is not set: connection bundles will name this process's own address");
+        }
+        let bound = targets.contains("gateway").then_some(addr);
+        let mut module = AppIdentity::build(db.clone(), deps)
+            .await?
+            .with_connection_facts(crate::connection_facts(cfg, bound)?)
+            .with_oauth_settings(cfg.oauth.settings()?);
+        // Sign-in through an OpenID Connect provider (issue 4 §4), where identity runs.
+        if cfg.oidc.enabled {
+            let provider = etx_identity::oidc::HttpOidcProvider::new(cfg.oidc.client())
+                .context("cannot set up the OpenID Connect provider (check [oidc])")?;
+            module = module.with_oidc(
+                Arc::new(provider),
+                cfg.oidc.settings()?,
+                cfg.oidc.post_login_redirect.clone(),
+            );
+        }
+        Some(web::Data::new(module))
     } else {
         None
     };
@@ -361,9 +385,6 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
             .wrap(from_fn(etx_http_kit::standard))
     };
 
-    let listener = std::net::TcpListener::bind(&cfg.listen)
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let addr = listener.local_addr()?;
     let server = HttpServer::new(factory)
         .shutdown_timeout(cfg.shutdown.timeout_secs)
         .client_request_timeout(Duration::from_secs(cfg.http.header_timeout_secs.max(1)))

@@ -45,6 +45,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Listen address.
     pub listen: String,
+    /// The gateway's address as integrators reach it (`https://etxhub.example.gov.vn`), told in
+    /// connection bundles (R-ADM); empty: derived from `listen` ([`Config::public_base_url`]).
+    #[serde(default)]
+    pub public_url: String,
     /// Database.
     pub database: DatabaseCfg,
     /// Queue.
@@ -71,6 +75,132 @@ pub struct Config {
     pub accounts: AccountsCfg,
     /// Security events from sign-ins and revoked keys (R-SEC-7).
     pub early_warning: EarlyWarningCfg,
+    /// Sign-in of people through an external OpenID Connect provider (R-SEC-5, R-SEC-6).
+    pub oidc: OidcCfg,
+    /// OAuth2 access tokens of connected systems (R-SEC-1).
+    pub oauth: OAuthCfg,
+}
+
+/// `[oauth]`: OAuth2 access tokens of connected systems (issue 4 §4, R-SEC-1).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct OAuthCfg {
+    /// How long an access token lives, in seconds (60..=3600).
+    pub token_ttl_secs: u64,
+}
+
+impl OAuthCfg {
+    /// The issuing rules; `Err` when the lifetime is out of bounds.
+    pub fn settings(&self) -> anyhow::Result<etx_identity_core::OAuthSettings> {
+        etx_identity_core::OAuthSettings::with_token_ttl_secs(self.token_ttl_secs).map_err(anyhow::Error::msg)
+    }
+}
+
+/// The environment variable that may carry `oidc.client_secret` (as `ETX__OIDC__CLIENT_SECRET`
+/// does too).
+pub const OIDC_CLIENT_SECRET_ENV: &str = "ETX_OIDC_CLIENT_SECRET";
+
+/// `[oidc]`: sign-in of people through an external OpenID Connect provider (issue 4 §4,
+/// R-SEC-5, R-SEC-6): authorization code flow with PKCE; accounts are linked by username,
+/// never created; the hub's second factor stays mandatory unless `trust_provider_mfa`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct OidcCfg {
+    /// Whether `GET /api/v1/auth/oidc/login` and `/callback` work (else they answer 404).
+    pub enabled: bool,
+    /// The provider's issuer identifier, exactly as its metadata and ID tokens write it.
+    pub issuer: String,
+    /// The hub's client id at the provider.
+    pub client_id: String,
+    /// The client secret (empty: a public client, PKCE only). Also from `ETX_OIDC_CLIENT_SECRET`.
+    pub client_secret: Secret,
+    /// The hub's callback URL as registered at the provider:
+    /// `https://<hub>/api/v1/auth/oidc/callback`.
+    pub redirect_uri: String,
+    /// The scopes asked for; `openid` must be among them.
+    pub scopes: Vec<String>,
+    /// The ID-token claim holding the hub username.
+    pub username_claim: String,
+    /// Whether the provider's own MFA (`amr` with `mfa`, `otp` or `hwk`) replaces the hub's
+    /// second factor.
+    pub trust_provider_mfa: bool,
+    /// The ID-token signature algorithms accepted.
+    pub allowed_algs: Vec<String>,
+    /// The hub page the browser is sent to once signed in: a path, never another site.
+    pub post_login_redirect: String,
+}
+
+impl OidcCfg {
+    /// The ID-token rules; `Err` naming the key that is wrong.
+    pub fn settings(&self) -> anyhow::Result<etx_identity_core::oidc::OidcSettings> {
+        use etx_identity_core::oidc::JwsAlg;
+        let allowed_algs = self
+            .allowed_algs
+            .iter()
+            .map(|a| {
+                JwsAlg::parse(a.trim()).with_context(|| {
+                    format!(
+                        "oidc.allowed_algs: `{a}` is not one of {} (none and HS* are never accepted)",
+                        JwsAlg::ALL.map(JwsAlg::as_str).join(", ")
+                    )
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(!allowed_algs.is_empty(), "oidc.allowed_algs must not be empty");
+        Ok(etx_identity_core::oidc::OidcSettings {
+            issuer: self.issuer.trim().to_owned(),
+            client_id: self.client_id.trim().to_owned(),
+            username_claim: self.username_claim.trim().to_owned(),
+            trust_provider_mfa: self.trust_provider_mfa,
+            allowed_algs,
+        })
+    }
+
+    /// The hub as the provider's client.
+    pub fn client(&self) -> etx_identity::oidc::OidcClientConfig {
+        etx_identity::oidc::OidcClientConfig {
+            issuer: self.issuer.trim().to_owned(),
+            client_id: self.client_id.trim().to_owned(),
+            client_secret: (!self.client_secret.is_empty())
+                .then(|| zeroize::Zeroizing::new(self.client_secret.expose().to_owned())),
+            redirect_uri: self.redirect_uri.trim().to_owned(),
+            scopes: self.scopes.iter().map(|s| s.trim().to_owned()).collect(),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        use etx_identity_core::oidc::endpoint_url_allowed;
+        if !self.enabled {
+            return Ok(());
+        }
+        let url_ok = |u: &str| endpoint_url_allowed(u) && !u.contains(['?', '#']);
+        anyhow::ensure!(
+            url_ok(self.issuer.trim()),
+            "oidc.issuer must be an https:// URL without query (http:// only to the loopback interface)"
+        );
+        anyhow::ensure!(
+            url_ok(self.redirect_uri.trim()),
+            "oidc.redirect_uri must be an https:// URL without query (http:// only to the loopback interface)"
+        );
+        let printable = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic());
+        anyhow::ensure!(
+            printable(self.client_id.trim()),
+            "oidc.client_id is required (printable ASCII)"
+        );
+        anyhow::ensure!(
+            self.scopes.iter().any(|s| s.trim() == "openid")
+                && self.scopes.iter().all(|s| printable(s.trim())),
+            "oidc.scopes must contain openid, each scope one word"
+        );
+        anyhow::ensure!(
+            printable(self.username_claim.trim()),
+            "oidc.username_claim is required"
+        );
+        let r = &self.post_login_redirect;
+        anyhow::ensure!(
+            r.starts_with('/') && !r.starts_with("//") && !r.contains('\\') && printable(r),
+            "oidc.post_login_redirect must be a path of the hub (starting with one /), never another site"
+        );
+        self.settings().map(|_| ())
+    }
 }
 
 /// `[early_warning]`: security events from sign-ins and revoked keys (R-SEC-7).
@@ -450,6 +580,11 @@ impl Config {
                 cfg = fig.extract().context("invalid configuration")?;
             }
         }
+        if let Ok(secret) = std::env::var(OIDC_CLIENT_SECRET_ENV)
+            && !secret.is_empty()
+        {
+            cfg.oidc.client_secret = secret.into();
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -474,7 +609,60 @@ impl Config {
         self.rate_limits.validate()?;
         self.accounts.validate()?;
         self.early_warning.policy()?;
+        self.oidc.validate()?;
+        self.oauth.settings()?;
+        self.validate_public_url()?;
         Ok(())
+    }
+
+    fn validate_public_url(&self) -> anyhow::Result<()> {
+        let u = self.public_url.trim();
+        if u.is_empty() {
+            return Ok(());
+        }
+        let rest = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://"));
+        anyhow::ensure!(
+            rest.is_some_and(|r| {
+                let host = r.trim_end_matches('/');
+                !host.is_empty()
+                    && !host.contains(['?', '#', '@'])
+                    && !host.chars().any(|c| c.is_whitespace() || c.is_control())
+            }),
+            "public_url must look like https://host[:port][/path], without query, fragment or credentials"
+        );
+        Ok(())
+    }
+
+    /// The gateway's base URL as integrators reach it (connection bundles, R-ADM): `public_url`
+    /// without a trailing slash when set; else `https://` (the gateway always serves TLS) and
+    /// the listen address — `bound` when given (the address really bound, e.g. for port 0),
+    /// with the first `tls.hosts` name (or `localhost`) for an unspecified address, and no port
+    /// for 443.
+    pub fn public_base_url(&self, bound: Option<std::net::SocketAddr>) -> String {
+        let configured = self.public_url.trim().trim_end_matches('/');
+        if !configured.is_empty() {
+            return configured.to_owned();
+        }
+        let addr = bound.or_else(|| self.listen.parse().ok());
+        let Some(addr) = addr else {
+            // A host name in `listen` (e.g. `hub.local:8443`) is used as written.
+            return format!("https://{}", self.listen.trim());
+        };
+        let host = if addr.ip().is_unspecified() {
+            self.tls
+                .hosts
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "localhost".to_owned())
+        } else if addr.is_ipv6() {
+            format!("[{}]", addr.ip())
+        } else {
+            addr.ip().to_string()
+        };
+        match addr.port() {
+            443 => format!("https://{host}"),
+            port => format!("https://{host}:{port}"),
+        }
     }
 
     /// The database URL (SQLite in the data dir when unset).
@@ -495,6 +683,54 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_public_url_is_configured_or_derived_from_the_listen_address() {
+        let dir = std::env::temp_dir().join("etx-config-test-public-url");
+        let mut cfg = Config::load(None, Some(&dir)).unwrap();
+        assert_eq!(cfg.public_base_url(None), "https://127.0.0.1:8443");
+        assert_eq!(
+            cfg.public_base_url(Some("127.0.0.1:40123".parse().unwrap())),
+            "https://127.0.0.1:40123"
+        );
+        cfg.listen = "0.0.0.0:443".into();
+        assert_eq!(cfg.public_base_url(None), "https://localhost");
+        cfg.tls.hosts = vec!["etxhub.example.gov.vn".into()];
+        assert_eq!(cfg.public_base_url(None), "https://etxhub.example.gov.vn");
+        cfg.listen = "[::1]:8443".into();
+        assert_eq!(cfg.public_base_url(None), "https://[::1]:8443");
+        cfg.public_url = "https://hub.example.gov.vn/etx/".into();
+        assert_eq!(cfg.public_base_url(None), "https://hub.example.gov.vn/etx");
+        assert!(cfg.validate_public_url().is_ok());
+        for bad in [
+            "hub.example",
+            "ftp://hub",
+            "https://",
+            "https://a b",
+            "https://u@hub",
+            "https://hub?x",
+        ] {
+            cfg.public_url = bad.into();
+            assert!(cfg.validate_public_url().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn oauth_tokens_live_ten_minutes_by_default_and_at_most_an_hour() {
+        let dir = std::env::temp_dir().join("etx-config-test-oauth");
+        let mut cfg = Config::load(None, Some(&dir)).unwrap();
+        assert_eq!(cfg.oauth.token_ttl_secs, 600);
+        assert_eq!(
+            cfg.oauth.settings().unwrap().token_ttl(),
+            chrono::TimeDelta::seconds(600)
+        );
+        for bad in [0, 59, 3601] {
+            cfg.oauth.token_ttl_secs = bad;
+            assert!(cfg.validate().is_err(), "{bad}");
+        }
+        cfg.oauth.token_ttl_secs = 3600;
+        assert!(cfg.validate().is_ok());
+    }
 
     #[test]
     fn embedded_defaults_load_and_secrets_do_not_print() {
@@ -576,5 +812,51 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn an_enabled_oidc_section_is_checked_at_start_up() {
+        let dir = std::env::temp_dir().join("etx-config-test-oidc");
+        let mut cfg = Config::load(None, Some(&dir)).unwrap();
+        assert!(!cfg.oidc.enabled, "off by default");
+        assert!(cfg.oidc.validate().is_ok(), "nothing to check while off");
+        cfg.oidc.enabled = true;
+        cfg.oidc.issuer = "https://idp.example.gov.vn/realms/etx".into();
+        cfg.oidc.client_id = "etxhub".into();
+        cfg.oidc.redirect_uri = "https://etx.example.gov.vn/api/v1/auth/oidc/callback".into();
+        cfg.oidc.validate().unwrap();
+        let s = cfg.oidc.settings().unwrap();
+        assert_eq!(s.username_claim, "preferred_username");
+        assert!(!s.trust_provider_mfa);
+        assert_eq!(
+            cfg.oidc.client().client_secret.map(|s| s.len()),
+            None,
+            "public client"
+        );
+        let refused = |change: &dyn Fn(&mut OidcCfg)| {
+            let mut o = cfg.oidc.clone();
+            change(&mut o);
+            o.validate().is_err()
+        };
+        assert!(refused(&|o| o.issuer = "http://idp.example.gov.vn".into()));
+        assert!(refused(&|o| o.issuer = "https://idp.example.gov.vn/?x=1".into()));
+        assert!(refused(&|o| o.client_id = String::new()));
+        assert!(refused(&|o| o.redirect_uri = String::new()));
+        assert!(refused(&|o| o.scopes = vec!["profile".into()]));
+        for alg in ["none", "HS256", "rs256"] {
+            assert!(refused(&|o| o.allowed_algs = vec![alg.into()]), "{alg}");
+        }
+        assert!(refused(&|o| o.allowed_algs = Vec::new()));
+        for target in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "app",
+            "",
+        ] {
+            assert!(refused(&|o| o.post_login_redirect = target.into()), "{target}");
+        }
+        assert!(!refused(&|o| o.issuer = "http://127.0.0.1:8080".into()));
+        assert!(!refused(&|o| o.post_login_redirect = "/app/#/home".into()));
     }
 }

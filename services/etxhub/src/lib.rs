@@ -64,20 +64,102 @@ pub async fn add_user(
         })
 }
 
-/// Onboards a data source against the configured database (what `etxhub sources add` does).
+/// What connection bundles tell besides identity's own facts (R-ADM automatic configuration,
+/// issue 4 §9), from the configuration: the endpoints under the public base URL (`bound`: the
+/// gateway's address really bound, see [`config::Config::public_base_url`]), every category's
+/// schema versions from ingestion's registry, the rate limits (with the per-organisation ones)
+/// and the size limits.
+pub fn connection_facts(
+    cfg: &config::Config,
+    bound: Option<std::net::SocketAddr>,
+) -> anyhow::Result<etx_identity_core::ConnectionFacts> {
+    use etx_identity_core::{ConnectionFacts, ConnectionLimits, Endpoints, RateFacts, SchemaVersions};
+    let base = cfg.public_base_url(bound);
+    let rest = format!("{base}/api/v1");
+    let soap = format!("{base}{}", etx_ingestion::soap::PATH);
+    let registry = etx_ingestion_core::SchemaRegistry::load()?;
+    let rate = |r: config::RateCfg| RateFacts {
+        rate: r.rate,
+        burst: r.burst,
+    };
+    let rl = &cfg.rate_limits;
+    let org_rates = rl
+        .orgs
+        .iter()
+        .map(|(org, r)| {
+            let id = uuid::Uuid::parse_str(org)
+                .map_err(|_| anyhow::anyhow!("rate_limits.orgs.\"{org}\" is not an organisation id"))?;
+            Ok((etx_domain::OrgId::from_uuid(id), rate(*r)))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(ConnectionFacts {
+        endpoints: Endpoints {
+            records: format!("{rest}/records"),
+            batches: format!("{rest}/batches"),
+            wsdl: format!("{soap}?wsdl"),
+            openapi: format!("{rest}/openapi.json"),
+            schemas: format!("{rest}/schemas"),
+            soap,
+            rest,
+            base_url: base,
+        },
+        schemas: etx_domain::Category::ALL
+            .into_iter()
+            .map(|c| SchemaVersions {
+                category: c,
+                versions: registry.versions(c),
+                latest: registry.latest(c),
+            })
+            .collect(),
+        limits: ConnectionLimits {
+            per_key: rate(rl.per_key),
+            per_organisation: rate(rl.per_org),
+            per_address: rate(rl.per_ip),
+            max_body_bytes: cfg.limits.max_body_bytes as u64,
+            max_records_per_submission: cfg.limits.max_records as u64,
+            max_batch_bytes: cfg.limits.max_batch_bytes,
+        },
+        org_rates,
+    })
+}
+
+/// Onboards a data source against the configured database (what `etxhub sources add` does),
+/// its key with every scope, no expiry and no allow-list.
 pub async fn onboard(
     cfg: &config::Config,
     req: etx_identity_core::NewSource,
-) -> anyhow::Result<etx_identity_core::OnboardedSource> {
+) -> anyhow::Result<etx_identity_core::Onboarding> {
+    onboard_with(cfg, req, etx_identity_core::KeyOptions::default()).await
+}
+
+/// Onboards a data source with its key's options (`etxhub sources add --scope …`): the
+/// credentials, once, and the connection bundle (R-ADM automatic configuration). The operator
+/// may place the organisation anywhere in the hierarchy.
+pub async fn onboard_with(
+    cfg: &config::Config,
+    req: etx_identity_core::NewSource,
+    key: etx_identity_core::KeyOptions,
+) -> anyhow::Result<etx_identity_core::Onboarding> {
     let secrets = secrets::Secrets::load(cfg)?;
     let db = app::open_database(cfg).await?;
     let deps = identity_deps(cfg, &secrets, &db)?;
-    let identity = etx_identity::AppIdentity::build(db, deps).await?;
+    let identity = etx_identity::AppIdentity::build(db, deps)
+        .await?
+        .with_connection_facts(connection_facts(cfg, None)?);
     identity
         .service
-        .onboard(req)
+        .onboard_source(req, key, None)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot onboard the source: {e}"))
+        .map_err(|e| match e {
+            etx_identity_core::IdentityError::Invalid(v) => anyhow::anyhow!(
+                "cannot onboard the source: {}",
+                v.iter()
+                    .map(|v| format!("{} {}", v.path, v.detail.as_deref().unwrap_or(v.code.as_str())))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            e => anyhow::anyhow!("cannot onboard the source: {e}"),
+        })
 }
 
 /// Verifies the audit log's hash chain against the configured database (what `etxhub audit

@@ -108,7 +108,18 @@ struct AddSource {
     /// Name of the connected system.
     #[arg(long)]
     system_name: String,
-    /// Output format.
+    /// A scope of the key; repeat for several (default: all): records:write, records:read,
+    /// schemas:read, keys:manage.
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// The key's lifetime in days (1–730; default: until revoked or rotated).
+    #[arg(long)]
+    ttl_days: Option<u32>,
+    /// A network (CIDR, IPv4 or IPv6) the key may be used from; repeat for several (default:
+    /// any address).
+    #[arg(long = "allow-network")]
+    allowed_networks: Vec<String>,
+    /// Output format: `json` prints the connection bundle (R-ADM) with the key.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 }
@@ -329,21 +340,59 @@ async fn add_source(cfg: &Config, a: AddSource) -> anyhow::Result<()> {
         valid_from: None,
         system_name: SystemName::parse(&a.system_name).map_err(|e| parse_err("--system-name", e))?,
     };
-    let out = etxhub::onboard(cfg, req).await?;
+    let key = etx_identity_core::KeyOptions {
+        scopes: if a.scopes.is_empty() {
+            None
+        } else {
+            Some(
+                a.scopes
+                    .iter()
+                    .map(|s| {
+                        etx_domain::authz::Scope::parse(s)
+                            .ok_or_else(|| anyhow::anyhow!("invalid --scope `{s}`: records:write, records:read, schemas:read or keys:manage"))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+            )
+        },
+        expires_at: None,
+        ttl_days: a.ttl_days,
+        allowed_networks: a
+            .allowed_networks
+            .iter()
+            .map(|n| etx_domain::IpNetwork::parse(n).map_err(|e| parse_err("--allow-network", e)))
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let out = etxhub::onboard_with(cfg, req, key).await?;
+    // The same bundle as POST /api/v1/onboarding answers.
+    let out = etx_identity::http::sources::OnboardedOut::from(out);
     match a.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::json!({"org_id": out.org_id, "system_id": out.system_id, "key_id": out.key_id, "api_key": out.api_key, "org_created": out.org_created})
-        ),
+        Output::Json => println!("{}", serde_json::to_string(&out)?),
         Output::Text => {
+            let c = &out.connection;
             println!(
-                "organisation: {} ({})",
+                "organisation: {} {} ({})",
+                c.organisation.code,
                 out.org_id,
                 if out.org_created { "created" } else { "existing" }
             );
             println!("system:       {}", out.system_id);
+            println!("key:          {}", out.key_id);
             println!("API key:      {}", out.api_key);
+            if let Some(k) = c.keys.first() {
+                println!("  scopes:     {}", k.scopes.join(" "));
+                match k.expires_at {
+                    Some(e) => println!("  expires:    {}", e.format("%Y-%m-%dT%H:%M:%SZ")),
+                    None => println!("  expires:    never (until revoked or rotated)"),
+                }
+                if !k.allowed_networks.is_empty() {
+                    println!("  networks:   {}", k.allowed_networks.join(" "));
+                }
+            }
+            println!("REST API:     {}", c.endpoints.rest);
+            println!("SOAP:         {} (WSDL {})", c.endpoints.soap, c.endpoints.wsdl);
+            println!("OpenAPI:      {}", c.endpoints.openapi);
             println!("Store the API key now: it is shown only once. Send it as the X-API-Key header.");
+            println!("The whole connection bundle (schemas, limits): --output json.");
         }
     }
     Ok(())

@@ -2,7 +2,9 @@
 //! `/api/v1/openapi.json` and committed at `contracts/openapi/etxhub.json`; a test fails when
 //! the two differ).
 
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, ClientCredentials, Flow, OAuth2, Scopes, SecurityScheme,
+};
 
 /// The whole API's document, as JSON.
 pub fn document() -> serde_json::Value {
@@ -14,7 +16,9 @@ pub fn document() -> serde_json::Value {
     doc.info.description = Some(
         "Receiving and aggregation system for state management of electronic transactions. \
          Every error is application/problem+json with a stable `code` and a message in Vietnamese \
-         (default) or English (`Accept-Language: en`)."
+         (default) or English (`Accept-Language: en`), except at the OAuth2 token and revocation \
+         endpoints, which answer RFC 6749 §5.2 errors in application/json for OAuth client \
+         libraries."
             .into(),
     );
     let components = doc.components.get_or_insert_with(Default::default);
@@ -31,9 +35,61 @@ pub fn document() -> serde_json::Value {
             "Session cookie from POST /api/v1/auth/login (HttpOnly, Secure, SameSite=Strict). POST, PUT, PATCH and DELETE also need the session's csrf_token in the X-CSRF-Token header.",
         ))),
     );
+    // Connected systems may present an OAuth2 access token instead of their API key (R-SEC-1):
+    // client-credentials grant at POST /api/v1/oauth/token; every operation open to systems
+    // takes either, the token with the scope the route needs.
+    components.add_security_scheme(
+        "oauth2",
+        SecurityScheme::OAuth2(OAuth2::with_description(
+            [Flow::ClientCredentials(ClientCredentials::new(
+                "/api/v1/oauth/token",
+                Scopes::from_iter(etx_domain::authz::Scope::ALL.map(|s| (s.as_str(), scope_text(s)))),
+            ))],
+            "An access token of a connected system's OAuth client, sent as `Authorization: Bearer <token>`. Get one with the client-credentials grant at POST /api/v1/oauth/token (client_secret_basic or client_secret_post).",
+        )),
+    );
     let mut value = serde_json::to_value(&doc).unwrap_or_default();
     add_error_responses(&mut value);
+    add_oauth2_alternatives(&mut value);
     value
+}
+
+fn scope_text(s: etx_domain::authz::Scope) -> &'static str {
+    use etx_domain::authz::Scope;
+    match s {
+        Scope::RecordsWrite => "Submit records and batches (REST and SOAP)",
+        Scope::RecordsRead => "Read back the organisation's records, receipts, batch reports and exports",
+        Scope::SchemasRead => "Read the published schemas",
+        Scope::KeysManage => "Manage the organisation's API keys and OAuth clients",
+    }
+}
+
+/// Next to every `api_key` security requirement of an operation open to connected systems, the
+/// alternative `oauth2` with the scope the gateway's route table asks of it (none for an
+/// operation any credential may use).
+fn add_oauth2_alternatives(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(ops) = item.as_object_mut() else { continue };
+        for (method, op) in ops.iter_mut() {
+            let Some(permission) = etx_gateway_core::authz::required(method, path) else {
+                continue;
+            };
+            if !permission.open_to_systems() {
+                continue;
+            }
+            let Some(security) = op.get_mut("security").and_then(|s| s.as_array_mut()) else {
+                continue;
+            };
+            if !security.iter().any(|r| r.get("api_key").is_some()) {
+                continue;
+            }
+            let scopes: Vec<&str> = permission.scope().map(|s| s.as_str()).into_iter().collect();
+            security.push(serde_json::json!({ "oauth2": scopes }));
+        }
+    }
 }
 
 /// The error answers the gateway and the standard middleware give to any operation, added where

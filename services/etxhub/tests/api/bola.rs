@@ -48,7 +48,24 @@ both_backends!(
         let batch_id = batch["batch_id"].as_str().expect("batch accepted").to_owned();
         let keys: Value = app.get("/api/v1/keys", &app.key_a).await.json().await.unwrap();
         let key_id = keys[0]["id"].as_str().unwrap().to_owned();
+        let systems: Value = app.get("/api/v1/systems", &app.key_a).await.json().await.unwrap();
+        let system_id = systems[0]["id"].as_str().unwrap().to_owned();
         let (user_id, _) = add_user(&app, "SO-KHCN-HCM", "nguoi.dung.a", "operator").await;
+        let client: Value = app
+            .client
+            .post(app.url("/api/v1/oauth/clients"))
+            .header("x-api-key", &app.key_a)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let client_id = client["client_id"]
+            .as_str()
+            .expect("client registered")
+            .to_owned();
         // Callers of organisation B.
         let (_, admin_b, _, _, _) = enrolled(&app, "SO-KHCN-HN", "quan.tri.b", "system_admin").await;
 
@@ -62,6 +79,20 @@ both_backends!(
                     Some((batch_id.clone(), Foreign::Key, None))
                 }
                 "/api/v1/keys/{id}" => Some((key_id.clone(), Foreign::Key, None)),
+                "/api/v1/keys/{id}/rotate" => {
+                    Some((key_id.clone(), Foreign::Key, Some(json!({"overlap_secs": 60}))))
+                }
+                "/api/v1/systems/{id}/connection" => Some((system_id.clone(), Foreign::Key, None)),
+                "/api/v1/systems/{id}/changes" => Some((
+                    system_id.clone(),
+                    Foreign::Key,
+                    Some(json!({
+                        "kind": "endpoint",
+                        "description": "Không được ghi",
+                        "effective_at": "2027-01-01T00:00:00Z"
+                    })),
+                )),
+                "/api/v1/oauth/clients/{id}" => Some((client_id.clone(), Foreign::Key, None)),
                 "/api/v1/users/{id}" => Some((
                     user_id.clone(),
                     Foreign::Admin,
@@ -77,15 +108,7 @@ both_backends!(
             }
         };
 
-        let doc: Value = app
-            .client
-            .get(app.url("/api/v1/openapi.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let doc = app.openapi().await;
         let mut tried = BTreeSet::new();
         for (template, item) in doc["paths"].as_object().unwrap() {
             if !template.contains('{') {
@@ -116,6 +139,16 @@ both_backends!(
                 .await
                 .status(),
             200
+        );
+        let clients: Value = app
+            .get("/api/v1/oauth/clients", &app.key_a)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            clients[0]["status"], "active",
+            "B could not delete A's OAuth client"
         );
     }
 );

@@ -281,6 +281,7 @@ async fn a_service_refuses_requests_without_a_gateway_signed_principal() {
         key_id: None,
         subject: "system:x".into(),
         roles: vec!["source".into()],
+        scopes: Vec::new(),
         client_ip: None,
     };
     let forged = etx_http_kit::PrincipalSigner::new(&[7u8; 32], Duration::from_secs(30)).sign(&me);

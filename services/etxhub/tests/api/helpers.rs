@@ -72,6 +72,18 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
+    /// The OpenAPI document the running app serves.
+    pub async fn openapi(&self) -> serde_json::Value {
+        let resp = self
+            .client
+            .get(self.url("/api/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
     /// GETs a path with an API key.
     pub async fn get(&self, path: &str, key: &str) -> reqwest::Response {
         self.client
@@ -173,9 +185,28 @@ pub fn stats_record(value: f64, key: Option<&str>) -> serde_json::Value {
     r
 }
 
-/// Generates one test per backend.
+/// Generates one test per backend. With `with = setup`, the app comes from
+/// `setup(backend) -> (TestApp, extra)` (e.g. an app configured against a test server) and the
+/// body takes both.
 #[macro_export]
 macro_rules! both_backends {
+    ($name:ident, with = $setup:expr, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let (app, extra) = ($setup)("sqlite").await;
+                ($body)(app, extra).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let (app, extra) = ($setup)("postgres").await;
+                let db = app.db.clone();
+                ($body)(app, extra).await;
+                let _ = db.cleanup().await;
+            }
+        }
+    };
     ($name:ident, $body:expr) => {
         mod $name {
             use super::*;

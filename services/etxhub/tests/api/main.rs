@@ -3,6 +3,7 @@
 //! (R-ING-1..5, R-SEC-1, R-SEC-3, R-SRC-2, R-I18N).
 
 mod audit;
+mod authz;
 mod batches;
 mod bola;
 mod dump;
@@ -12,6 +13,9 @@ mod hardening;
 mod helpers;
 mod ingestion;
 mod keys;
+mod oauth;
+mod oidc;
+mod onboarding;
 mod platform;
 mod ratelimit;
 mod schemas;

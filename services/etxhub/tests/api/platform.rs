@@ -46,15 +46,7 @@ both_backends!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_served_openapi_document_matches_the_committed_contract() {
     let app = TestApp::spawn("sqlite").await;
-    let served: Value = app
-        .client
-        .get(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served: Value = app.openapi().await;
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts/openapi/etxhub.json");
     let committed: Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_default()).unwrap_or(Value::Null);

@@ -45,17 +45,27 @@ pub fn classify(method: &str, path: &str) -> AuditClass {
     match (m.as_str(), seg.as_slice()) {
         ("POST", ["keys"]) => Admin("api_key.issue"),
         ("DELETE", ["keys", _]) => Admin("api_key.revoke"),
+        ("POST", ["keys", _, "rotate"]) => Admin("api_key.rotate"),
+        ("POST", ["onboarding"]) => Admin("source.onboard"),
+        ("POST", ["systems", _, "changes"]) => Admin("system.config_change"),
         ("POST", ["systems"]) => Admin("system.create"),
+        ("POST", ["oauth", "clients"]) => Admin("oauth_client.create"),
+        ("DELETE", ["oauth", "clients", _]) => Admin("oauth_client.delete"),
+        ("POST", ["oauth", "token"]) => Named("oauth.token"),
+        ("POST", ["oauth", "revoke"]) => Named("oauth.revoke"),
         ("POST", ["users"]) => Admin("user.create"),
         ("PATCH" | "PUT", ["users", _]) => Admin("user.update"),
         ("DELETE", ["users", _]) => Admin("user.delete"),
         ("POST", ["users", _, "password-reset"]) => Admin("user.password_reset"),
         ("POST", ["auth", "login"]) => Named("auth.login"),
         ("POST", ["auth", "logout"]) => Named("auth.logout"),
+        ("GET", ["auth", "oidc", "login"]) => Named("auth.oidc_login"),
+        ("GET", ["auth", "oidc", "callback"]) => Named("auth.oidc_callback"),
         ("POST", ["auth", "password"]) => Admin("auth.password_change"),
         ("POST", ["auth", "mfa", step]) => Admin(match *step {
             "enroll" => "auth.mfa_enroll",
             "confirm" => "auth.mfa_confirm",
+            "verify" => "auth.mfa_verify",
             _ => "auth.mfa",
         }),
         ("POST", ["vulnerabilities"]) => Admin("vulnerability.create"),
@@ -88,6 +98,22 @@ mod tests {
 
     #[test]
     fn administrative_actions_and_raw_reads_are_recognised() {
+        assert_eq!(
+            classify("POST", "/api/v1/oauth/clients"),
+            AuditClass::Admin("oauth_client.create")
+        );
+        assert_eq!(
+            classify("DELETE", "/api/v1/oauth/clients/c1"),
+            AuditClass::Admin("oauth_client.delete")
+        );
+        assert_eq!(
+            classify("POST", "/api/v1/oauth/token"),
+            AuditClass::Named("oauth.token")
+        );
+        assert!(
+            !may_hash_body("/api/v1/oauth/token"),
+            "the body carries a client secret"
+        );
         assert_eq!(
             classify("POST", "/api/v1/keys"),
             AuditClass::Admin("api_key.issue")
@@ -122,6 +148,19 @@ mod tests {
         assert_eq!(classify("POST", "/soap/v1/ingestion"), AuditClass::Request);
         assert_eq!(classify("GET", "/healthz"), AuditClass::Request);
         assert_eq!(classify("POST", "/api/v1/keys").action(), Some("api_key.issue"));
+        assert_eq!(
+            classify("POST", "/api/v1/keys/k/rotate"),
+            AuditClass::Admin("api_key.rotate")
+        );
+        assert_eq!(
+            classify("POST", "/api/v1/onboarding"),
+            AuditClass::Admin("source.onboard")
+        );
+        assert_eq!(
+            classify("POST", "/api/v1/systems/s/changes"),
+            AuditClass::Admin("system.config_change")
+        );
+        assert_eq!(classify("GET", "/api/v1/systems/s/changes"), AuditClass::Request);
         assert_eq!(AuditClass::Request.action(), None);
     }
 

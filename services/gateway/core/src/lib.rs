@@ -4,6 +4,7 @@
 //! (R-SEC-5, R-SEC-6), and the rate-limit decision ([`ratelimit`], R-SEC-2).
 
 pub mod audit;
+pub mod authz;
 pub mod ratelimit;
 
 use serde::{Deserialize, Serialize};
@@ -41,15 +42,24 @@ pub fn route(path: &str) -> Option<Upstream> {
     let first = rest.split(['/', '?']).next().unwrap_or("");
     match first {
         "records" | "receipts" | "schemas" | "batches" | "exports" => Some(Upstream::Ingestion),
-        "keys" | "systems" | "organisations" | "auth" | "users" => Some(Upstream::Identity),
+        "keys" | "systems" | "organisations" | "auth" | "users" | "onboarding" => Some(Upstream::Identity),
+        "oauth" => Some(Upstream::Identity),
         _ => None,
     }
 }
 
-/// Whether a request needs no credential: only signing in (`POST /api/v1/auth/login`). It is
-/// still counted against the client address's rate limit.
+/// Whether a request needs no credential: only signing in — with a password (`POST
+/// /api/v1/auth/login`) or through the OpenID provider (`GET /api/v1/auth/oidc/login` and the
+/// provider's redirect back, `GET /api/v1/auth/oidc/callback`). It is still counted against the
+/// client address's rate limit. And OAuth2's token and revocation endpoints ([`OAUTH_TOKEN`],
+/// [`OAUTH_REVOKE`]): the client authenticates itself there, to identity.
 pub fn is_public(method: &str, path: &str) -> bool {
-    method.eq_ignore_ascii_case("POST") && path == "/api/v1/auth/login"
+    if method.eq_ignore_ascii_case("POST") && matches!(path, OAUTH_TOKEN | OAUTH_REVOKE) {
+        return true;
+    }
+    (method.eq_ignore_ascii_case("POST") && path == "/api/v1/auth/login")
+        || (method.eq_ignore_ascii_case("GET")
+            && matches!(path, "/api/v1/auth/oidc/login" | "/api/v1/auth/oidc/callback"))
 }
 
 /// Whether a method changes state, so that a request authenticated by the session cookie must
@@ -69,6 +79,9 @@ pub enum SessionGate {
     MfaEnrolmentRequired,
     /// A temporary password: only changing it.
     PasswordChangeRequired,
+    /// Signed in through the OpenID provider, the account's second factor not given yet: only
+    /// giving it.
+    SecondFactorRequired,
 }
 
 /// What the gateway answers a session that may not reach a path in its state.
@@ -78,11 +91,14 @@ pub enum SessionRefusal {
     MfaRequired,
     /// `403 forbidden`: change the temporary password first.
     PasswordChangeRequired,
+    /// `401 mfa_required`: give the second factor first (`POST /api/v1/auth/mfa/verify`).
+    SecondFactorRequired,
 }
 
 /// Whether a session in `state` may make this request. Signing out and reading the own
 /// session are always allowed; a session awaiting MFA enrolment reaches only the enrolment
-/// endpoints, one awaiting a password change only the password endpoint.
+/// endpoints, one awaiting a password change only the password endpoint, one awaiting its
+/// second factor only the endpoint that takes it.
 pub fn session_allows(state: SessionGate, method: &str, path: &str) -> Result<(), SessionRefusal> {
     let post = method.eq_ignore_ascii_case("POST");
     let always = (post && path == "/api/v1/auth/logout")
@@ -98,6 +114,8 @@ pub fn session_allows(state: SessionGate, method: &str, path: &str) -> Result<()
         SessionGate::MfaEnrolmentRequired => Err(SessionRefusal::MfaRequired),
         SessionGate::PasswordChangeRequired if post && path == "/api/v1/auth/password" => Ok(()),
         SessionGate::PasswordChangeRequired => Err(SessionRefusal::PasswordChangeRequired),
+        SessionGate::SecondFactorRequired if post && path == "/api/v1/auth/mfa/verify" => Ok(()),
+        SessionGate::SecondFactorRequired => Err(SessionRefusal::SecondFactorRequired),
     }
 }
 
@@ -105,7 +123,21 @@ pub fn session_allows(state: SessionGate, method: &str, path: &str) -> Result<()
 /// (a revoked key; a session ended, moved on or whose account changed), so that the gateway's
 /// short-lived authentication cache must be emptied.
 pub fn invalidates_credentials(method: &str, path: &str) -> bool {
+    // A revoked access token, a deleted OAuth client and its tokens (issue 4 §4).
+    if (method.eq_ignore_ascii_case("POST") && path == OAUTH_REVOKE)
+        || (method.eq_ignore_ascii_case("DELETE") && path.starts_with("/api/v1/oauth/clients/"))
+    {
+        return true;
+    }
     if method.eq_ignore_ascii_case("DELETE") && path.starts_with("/api/v1/keys/") {
+        return true;
+    }
+    // A rotation moves the old key's expiry closer (issue 4 §5).
+    if method.eq_ignore_ascii_case("POST")
+        && path
+            .strip_prefix("/api/v1/keys/")
+            .is_some_and(|rest| rest.ends_with("/rotate"))
+    {
         return true;
     }
     is_state_changing(method)
@@ -113,6 +145,21 @@ pub fn invalidates_credentials(method: &str, path: &str) -> bool {
         && (path.starts_with("/api/v1/auth/")
             || path == "/api/v1/users"
             || path.starts_with("/api/v1/users/"))
+}
+
+/// OAuth2's token endpoint (RFC 6749 §4.4), public at the gateway.
+pub const OAUTH_TOKEN: &str = "/api/v1/oauth/token";
+
+/// OAuth2's token revocation endpoint (RFC 7009), public at the gateway.
+pub const OAUTH_REVOKE: &str = "/api/v1/oauth/revoke";
+
+/// Whether `Authorization` uses the `Bearer` scheme (RFC 6750 §2.1): where an OAuth2 access
+/// token must come, never in `X-API-Key` or `Authorization: ApiKey`.
+pub fn is_bearer(authorization: Option<&[u8]>) -> bool {
+    authorization
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|s| s.trim().split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
 }
 
 /// Why the credential headers could not be read.
@@ -189,6 +236,8 @@ mod tests {
             Some(Upstream::Identity)
         );
         assert_eq!(route("/api/v1/usersx"), None);
+        assert_eq!(route("/api/v1/onboarding"), Some(Upstream::Identity));
+        assert_eq!(route("/api/v1/systems/1/changes"), Some(Upstream::Identity));
     }
 
     #[test]
@@ -200,6 +249,11 @@ mod tests {
         assert!(!is_public("POST", "/api/v1/auth/logout"));
         assert!(!is_public("POST", "/api/v1/auth/loginx"));
         assert!(!is_public("GET", "/api/v1/records"));
+        assert!(is_public("GET", "/api/v1/auth/oidc/login"));
+        assert!(is_public("GET", "/api/v1/auth/oidc/callback"));
+        assert!(!is_public("POST", "/api/v1/auth/oidc/callback"));
+        assert!(!is_public("GET", "/api/v1/auth/oidc/callback/x"));
+        assert!(!is_public("GET", "/api/v1/auth/oidc"));
     }
 
     #[test]
@@ -224,7 +278,7 @@ mod tests {
         ] {
             assert!(ok(Full, "POST", p), "{p}");
         }
-        for s in [MfaEnrolmentRequired, PasswordChangeRequired] {
+        for s in [MfaEnrolmentRequired, PasswordChangeRequired, SecondFactorRequired] {
             assert!(ok(s, "POST", "/api/v1/auth/logout"));
             assert!(ok(s, "GET", "/api/v1/auth/me"));
             assert!(!ok(s, "GET", "/api/v1/users"));
@@ -245,6 +299,21 @@ mod tests {
             session_allows(PasswordChangeRequired, "POST", "/api/v1/auth/mfa/enroll"),
             Err(SessionRefusal::PasswordChangeRequired)
         );
+        assert!(ok(SecondFactorRequired, "POST", "/api/v1/auth/mfa/verify"));
+        for (m, p) in [
+            ("GET", "/api/v1/auth/mfa/verify"),
+            ("POST", "/api/v1/auth/mfa/enroll"),
+            ("POST", "/api/v1/auth/mfa/confirm"),
+            ("POST", "/api/v1/auth/password"),
+            ("GET", "/api/v1/records/x"),
+        ] {
+            assert_eq!(
+                session_allows(SecondFactorRequired, m, p),
+                Err(SessionRefusal::SecondFactorRequired),
+                "{m} {p}"
+            );
+        }
+        assert!(!ok(MfaEnrolmentRequired, "POST", "/api/v1/auth/mfa/verify"));
     }
 
     #[test]
@@ -258,6 +327,30 @@ mod tests {
         assert!(!invalidates_credentials("GET", "/api/v1/users"));
         assert!(!invalidates_credentials("POST", "/api/v1/records"));
         assert!(!invalidates_credentials("POST", "/api/v1/keys"));
+        assert!(invalidates_credentials("POST", "/api/v1/keys/1/rotate"));
+        assert!(!invalidates_credentials("GET", "/api/v1/keys/1/rotate"));
+    }
+
+    #[test]
+    fn oauth_endpoints_route_to_identity_and_only_token_and_revoke_are_public() {
+        assert_eq!(route(OAUTH_TOKEN), Some(Upstream::Identity));
+        assert_eq!(route("/api/v1/oauth/clients/1"), Some(Upstream::Identity));
+        assert!(is_public("POST", OAUTH_TOKEN));
+        assert!(is_public("post", OAUTH_REVOKE));
+        assert!(!is_public("GET", OAUTH_TOKEN));
+        assert!(!is_public("POST", "/api/v1/oauth/clients"));
+        assert!(!is_public("POST", "/api/v1/oauth/token/"));
+        // Revoking a token or deleting a client empties every gateway's cache; getting a
+        // token or registering a client does not.
+        assert!(invalidates_credentials("POST", OAUTH_REVOKE));
+        assert!(invalidates_credentials("DELETE", "/api/v1/oauth/clients/1"));
+        assert!(!invalidates_credentials("POST", OAUTH_TOKEN));
+        assert!(!invalidates_credentials("POST", "/api/v1/oauth/clients"));
+        assert!(is_bearer(Some(b"Bearer etxat_x")));
+        assert!(is_bearer(Some(b"bearer etxat_x")));
+        assert!(!is_bearer(Some(b"ApiKey etxat_x")));
+        assert!(!is_bearer(Some(b"Bearer")));
+        assert!(!is_bearer(None));
     }
 
     #[test]

@@ -1,10 +1,10 @@
-//! A short-lived cache of successful authentications — API keys (R-SEC-1) and session tokens
-//! (R-SEC-5) — so that the gateway does not ask identity — a database query, and in
-//! distributed mode an HTTP round trip — on every request. Entries live at most `ttl` (1 s by
-//! default) and the whole cache is cleared the moment a key is revoked, a session ends or moves
-//! on, or an account changes through this gateway, so such a change takes effect at once here
-//! and within `ttl` on other gateway instances. Only a SHA-256 of the presented credential is
-//! kept, never the credential itself; failures are never cached.
+//! A short-lived cache of successful authentications — API keys and OAuth2 access tokens
+//! (R-SEC-1), session tokens (R-SEC-5) — so that the gateway does not ask identity — a database
+//! query, and in distributed mode an HTTP round trip — on every request. Entries live at most
+//! `ttl` (1 s by default) and the whole cache is cleared the moment a key or token is revoked, a
+//! session ends or moves on, or an account changes through this gateway, so such a change takes
+//! effect at once here and within `ttl` on other gateway instances. Only a SHA-256 of the
+//! presented credential is kept, never the credential itself; failures are never cached.
 
 use etx_identity_core::Caller;
 use sha2::{Digest, Sha256};
@@ -59,6 +59,18 @@ impl AuthCache {
         self.store(Self::digest(b"session", token), caller);
     }
 
+    /// The cached caller for an OAuth2 access token, if fresh. Kept apart from API keys, so
+    /// that a token is never taken for a key. The caller checks the token's own expiry
+    /// (`Caller::expires_at`), which may come before the entry's.
+    pub fn get_token(&self, token: &str) -> Option<Caller> {
+        self.lookup(Self::digest(b"token", token))
+    }
+
+    /// Remembers a successful access-token authentication.
+    pub fn put_token(&self, token: &str, caller: Caller) {
+        self.store(Self::digest(b"token", token), caller);
+    }
+
     fn lookup(&self, d: [u8; 32]) -> Option<Caller> {
         if self.ttl.is_zero() {
             return None;
@@ -110,6 +122,11 @@ mod tests {
         c.put_session("tok", caller());
         assert!(c.get_session("tok").is_some());
         assert!(c.get("tok").is_none());
+        c.put_token("bearer", caller());
+        assert!(c.get_token("bearer").is_some());
+        assert!(c.get("bearer").is_none(), "a token is never taken for an API key");
+        assert!(c.get_session("bearer").is_none());
+        assert!(c.get_token("same").is_none());
     }
 
     #[test]

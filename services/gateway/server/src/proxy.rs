@@ -1,13 +1,14 @@
 //! Routing to services in other processes (distributed mode): the request goes on to the
 //! owning service with the caller's principal signed by the gateway; credentials and
-//! hop-by-hop headers are not forwarded.
+//! hop-by-hop headers are not forwarded — except `Authorization` on a public path, where it is
+//! meant for the service (an OAuth2 client's HTTP Basic credentials at the token endpoint).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use etx_domain::ErrorCode;
-use etx_gateway_core::{Upstream, route};
-use etx_http_kit::{ApiError, PRINCIPAL_HEADER, Principal, PrincipalSigner};
+use etx_gateway_core::{Upstream, is_public, route};
+use etx_http_kit::{ApiError, KeepErrorBody, PRINCIPAL_HEADER, Principal, PrincipalSigner};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 
@@ -75,8 +76,10 @@ pub async fn forward(
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::new(ErrorCode::MethodNotAllowed))?;
     let mut out = proxy.http.request(method, url);
+    let public = is_public(req.method().as_str(), req.path());
     for (name, value) in req.headers() {
-        if HOP_BY_HOP.contains(&name.as_str()) {
+        let meant_for_service = public && name == actix_web::http::header::AUTHORIZATION;
+        if HOP_BY_HOP.contains(&name.as_str()) && !meant_for_service {
             continue;
         }
         out = out.header(name.as_str(), value.as_bytes());
@@ -146,5 +149,9 @@ fn relay(resp: reqwest::Result<reqwest::Response>, target: &'static str) -> Resu
             std::io::Error::other("upstream answer cut short")
         })
     });
-    Ok(builder.streaming(stream))
+    let mut resp = builder.streaming(stream);
+    // The service already wrote its error bodies (problem+json, or RFC 6749 JSON at the OAuth2
+    // endpoints): the gateway's standard middleware keeps them as they are.
+    resp.extensions_mut().insert(KeepErrorBody);
+    Ok(resp)
 }

@@ -385,6 +385,10 @@ pub enum SessionState {
     MfaEnrolmentRequired,
     /// Signed in with a temporary password: may only change it (`/auth/password`).
     PasswordChangeRequired,
+    /// Signed in through the OpenID provider by an account with a second factor: may only give
+    /// it (`/auth/mfa/verify`) — the provider's sign-in is never a second factor of ours unless
+    /// the configuration trusts the provider's own MFA.
+    SecondFactorRequired,
 }
 
 impl SessionState {
@@ -400,24 +404,42 @@ impl SessionState {
         }
     }
 
+    /// The state a session opened through the OpenID provider starts in (R-SEC-6): an account
+    /// with a second factor must give it first, unless the provider's own multi-factor sign-in is
+    /// trusted and was used; then as [`SessionState::for_account`].
+    pub fn after_provider_sign_in(
+        must_change_password: bool,
+        mfa_enabled: bool,
+        provider_mfa_trusted: bool,
+    ) -> Self {
+        if mfa_enabled && !provider_mfa_trusted {
+            Self::SecondFactorRequired
+        } else {
+            Self::for_account(must_change_password, mfa_enabled)
+        }
+    }
+
+    /// Every state.
+    pub const ALL: [SessionState; 4] = [
+        Self::Full,
+        Self::MfaEnrolmentRequired,
+        Self::PasswordChangeRequired,
+        Self::SecondFactorRequired,
+    ];
+
     /// The snake_case name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Full => "full",
             Self::MfaEnrolmentRequired => "mfa_enrolment_required",
             Self::PasswordChangeRequired => "password_change_required",
+            Self::SecondFactorRequired => "second_factor_required",
         }
     }
 
     /// Parses a snake_case name.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Full,
-            Self::MfaEnrolmentRequired,
-            Self::PasswordChangeRequired,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
     }
 }
 
@@ -439,11 +461,16 @@ pub fn expired_session_cookie() -> String {
 /// The session token in `Cookie` header values (several headers, as HTTP/2 sends them, or one
 /// with `; `-separated pairs). `None` when absent or empty.
 pub fn session_token_in<'a>(cookie_headers: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    cookie_value_in(SESSION_COOKIE, cookie_headers)
+}
+
+/// The value of the cookie `name` in `Cookie` header values; `None` when absent or empty.
+pub fn cookie_value_in<'a>(name: &str, cookie_headers: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     cookie_headers
         .into_iter()
         .flat_map(|h| h.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, v)| v.trim().trim_matches('"'))
         .filter(|v| !v.is_empty())
 }
@@ -506,13 +533,21 @@ mod tests {
             SessionState::MfaEnrolmentRequired
         );
         assert_eq!(SessionState::for_account(false, true), SessionState::Full);
-        for s in [
-            SessionState::Full,
-            SessionState::MfaEnrolmentRequired,
-            SessionState::PasswordChangeRequired,
-        ] {
+        for s in SessionState::ALL {
             assert_eq!(SessionState::parse(s.as_str()), Some(s));
         }
+    }
+
+    #[test]
+    fn a_provider_sign_in_needs_our_second_factor_unless_the_providers_is_trusted() {
+        use SessionState::*;
+        let after = SessionState::after_provider_sign_in;
+        assert_eq!(after(false, true, false), SecondFactorRequired);
+        assert_eq!(after(true, true, false), SecondFactorRequired);
+        assert_eq!(after(false, true, true), Full);
+        assert_eq!(after(true, true, true), PasswordChangeRequired);
+        assert_eq!(after(false, false, false), MfaEnrolmentRequired);
+        assert_eq!(after(false, false, true), MfaEnrolmentRequired);
     }
 
     #[test]

@@ -44,6 +44,9 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
+mod oidc;
+pub use oidc::{OidcCallback, OidcError, OidcSignIn, OidcStart};
+
 /// Keyed-hash purposes (domain separation).
 const TOKEN_PURPOSE: &str = "session-token";
 const CSRF_PURPOSE: &str = "session-csrf";
@@ -577,7 +580,8 @@ impl<S: AccountStore + IdentityStore> Accounts<S> {
                 LoginError::MfaRequired
             });
         };
-        let grant = self.open_session(user.info, req.ip, now).await?;
+        let state = SessionState::for_account(user.info.must_change_password, user.info.mfa_enabled);
+        let grant = self.open_session(user.info, req.ip, now, state).await?;
         tracing::info!(user_id = %grant.view.user.id, session_id = %grant.view.session_id, state = grant.view.state.as_str(), "signed in");
         Ok(grant)
     }
@@ -587,6 +591,7 @@ impl<S: AccountStore + IdentityStore> Accounts<S> {
         user: UserInfo,
         ip: Option<String>,
         now: DateTime<Utc>,
+        state: SessionState,
     ) -> anyhow::Result<SessionGrant> {
         // Old sessions are swept here rather than by a background job: sign-ins are rare.
         if let Err(e) = self.store.purge_sessions(now - TimeDelta::days(1)).await {
@@ -597,7 +602,7 @@ impl<S: AccountStore + IdentityStore> Accounts<S> {
             id: SessionId::new(),
             user_id: user.id,
             token_hash: self.token_hash(&token),
-            state: SessionState::for_account(user.must_change_password, user.mfa_enabled),
+            state,
             created_at: now,
             last_seen_at: now,
             expires_at: now + self.settings.absolute_timeout,
@@ -1051,6 +1056,9 @@ impl<S: AccountStore + IdentityStore> Accounts<S> {
             key_id: None,
             user_id: Some(u.info.id),
             roles: u.info.roles.names(),
+            scopes: Vec::new(),
+            expires_at: None,
+            allowed_networks: Vec::new(),
             session: Some(SessionFacts {
                 id: s.id,
                 state: s.state,

@@ -4,16 +4,27 @@
 //! (the gateway) call, locally or over HTTP.
 //!
 //! * [`service`] — sources and API keys; [`LocalIdentity`], the in-process [`IdentityApi`].
+//! * [`keys`] — an API key's scopes, expiry, address allow-list and rotation (issue 4 §5).
+//! * [`connection`] — the connection bundle of onboarding and the configuration changes a
+//!   connected system declares (R-ADM, Art. 10.4).
 //! * [`accounts`] — people: sign-in, sessions, lockout, MFA enrolment, administration.
 //! * [`account`] — usernames, roles, session states, the session cookie.
 //! * [`password`] — the password policy and argon2id hashing; [`totp`] — RFC 6238.
+//! * [`oauth`] — OAuth2 for connected systems: clients, the client-credentials grant, access
+//!   tokens and their revocation ([`OAuthService`]).
+//! * [`oidc`] — sign-in through an external OpenID Connect provider: ID-token checks, the
+//!   provider's keys and the port to it; the use case is [`OidcSignIn`].
 //! * [`warning`] — the early-warning detectors (R-SEC-7); [`watch`] — running them after
 //!   sign-ins and revoked-key uses and emitting security events.
 
 pub mod account;
 pub mod accounts;
 pub mod clock;
+pub mod connection;
+pub mod keys;
 pub mod model;
+pub mod oauth;
+pub mod oidc;
 pub mod password;
 pub mod ports;
 mod random;
@@ -27,10 +38,19 @@ pub use account::{
 };
 pub use accounts::{
     AccountError, AccountSettings, Accounts, Actor, CreatedUser, Enrolment, LockoutPolicy, LoginError,
-    LoginRequest, NewUser, SecondFactor, SessionGrant, SessionView, UserPatch,
+    LoginRequest, NewUser, OidcCallback, OidcError, OidcSignIn, OidcStart, SecondFactor, SessionGrant,
+    SessionView, UserPatch,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use model::{ApiKeyInfo, AuthError, Caller, NewSource, OnboardedSource, SessionFacts, SystemInfo};
+pub use connection::{
+    ChangeKind, ConfigChange, ConnectionBundle, ConnectionFacts, ConnectionLimits, Endpoints,
+    NewConfigChange, Onboarding, RateFacts, SchemaVersions,
+};
+pub use keys::{KeyOptions, KeyPolicy};
+pub use model::{
+    ApiKeyInfo, AuthError, Caller, KeyStatus, NewSource, OnboardedSource, SessionFacts, SystemInfo,
+};
+pub use oauth::{OAuthService, OAuthSettings, OAuthStore};
 pub use ports::{
     AccountStore, IdentityApi, IdentityStore, KeyMaterial, LoginAttempt, LoginOutcome, StoreError, StoredMfa,
     StoredSession, StoredUser, WarningStore,

@@ -2,7 +2,10 @@
 //! onboarding returns.
 
 use crate::account::{SessionId, SessionState};
+use crate::keys::KeyPolicy;
 use chrono::{DateTime, NaiveDate, Utc};
+use etx_domain::authz::Scope;
+use etx_domain::net::IpNetwork;
 use etx_domain::{ApiKeyId, OrgCode, OrgId, OrgKind, OrgName, SystemId, SystemName, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +25,18 @@ pub struct Caller {
     pub user_id: Option<UserId>,
     /// Roles granted: `source` for every connected system, the account's roles for a person.
     pub roles: Vec<String>,
+    /// The scopes of a connected system's credential (`records:write` …, see
+    /// [`etx_domain::authz::Scope`]); empty for a person, whose roles decide instead.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// When the credential stops working (an API key's expiry, issue 4 §5); `None`: never by
+    /// itself. Carried so that the gateway refuses it from then on, also from its cache.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The networks the credential may be used from; empty: any address. Checked by the
+    /// gateway on every request ([`Caller::admits`]).
+    #[serde(default)]
+    pub allowed_networks: Vec<IpNetwork>,
     /// The session, when a person calls.
     pub session: Option<SessionFacts>,
 }
@@ -47,8 +62,50 @@ impl Caller {
             key_id: Some(key_id),
             user_id: None,
             roles: vec!["source".into()],
+            scopes: Scope::DEFAULT.iter().map(|s| s.as_str().to_owned()).collect(),
+            expires_at: None,
+            allowed_networks: Vec::new(),
             session: None,
         }
+    }
+
+    /// A connected system authenticated by an OAuth2 access token of one of its clients
+    /// (R-SEC-1): no API key, the token's scopes, and the token's expiry, so that the gateway
+    /// stops honouring it then, also from its cache.
+    pub fn access_token(
+        org_id: OrgId,
+        system_id: SystemId,
+        scopes: &[Scope],
+        expires_at: DateTime<Utc>,
+    ) -> Self {
+        let mut c = Self {
+            key_id: None,
+            ..Self::system(org_id, system_id, ApiKeyId::from_uuid(uuid::Uuid::nil()))
+        }
+        .with_scopes(scopes);
+        c.expires_at = Some(expires_at);
+        c
+    }
+
+    /// The same caller bound by a key's policy: its scopes, expiry and allow-list.
+    pub fn with_key_policy(self, policy: &KeyPolicy) -> Self {
+        let mut c = self.with_scopes(&policy.scopes);
+        c.expires_at = policy.expires_at;
+        c.allowed_networks = policy.allowed_networks.clone();
+        c
+    }
+
+    /// Whether the credential may be used at `now` from `client_ip` (R-SEC-1): MUST be asked
+    /// on every request, cached authentication or not. `CredentialExpired` from its expiry on,
+    /// `AddressNotAllowed` outside its allow-list (see [`crate::keys::check_use`]).
+    pub fn admits(&self, now: DateTime<Utc>, client_ip: Option<&str>) -> Result<(), AuthError> {
+        crate::keys::check_use(self.expires_at, &self.allowed_networks, now, client_ip)
+    }
+
+    /// The same caller with exactly these credential scopes.
+    pub fn with_scopes(mut self, scopes: &[Scope]) -> Self {
+        self.scopes = scopes.iter().map(|s| s.as_str().to_owned()).collect();
+        self
     }
 
     /// Who it is, as the principal's subject: `system:<id>` or `user:<id>`.
@@ -86,6 +143,13 @@ pub enum AuthError {
     /// The session ended: signed out, idle or absolute timeout, or its account was disabled.
     #[error("session expired")]
     Expired,
+    /// The credential (an API key) passed its expiry: a rotated key after its overlap, or a
+    /// key issued with a lifetime (issue 4 §5).
+    #[error("expired credentials")]
+    CredentialExpired,
+    /// The credential may not be used from the client's address (its allow-list, issue 4 §5).
+    #[error("address not allowed")]
+    AddressNotAllowed,
     /// Identity could not answer (database down…).
     #[error("identity unavailable")]
     Unavailable,
@@ -151,4 +215,48 @@ pub struct ApiKeyInfo {
     pub created_at: DateTime<Utc>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Its scopes, expiry and address allow-list (issue 4 §5).
+    #[serde(default)]
+    pub policy: KeyPolicy,
+    /// The key it succeeds, when it was issued by a rotation.
+    #[serde(default)]
+    pub rotated_from: Option<ApiKeyId>,
+    /// Its successor, once it was rotated (it then works until its expiry: the overlap).
+    #[serde(default)]
+    pub replaced_by: Option<ApiKeyId>,
+}
+
+/// Whether a key works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// It authenticates (within its scopes and networks).
+    Active,
+    /// It passed its expiry.
+    Expired,
+    /// It was revoked.
+    Revoked,
+}
+
+impl KeyStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+impl ApiKeyInfo {
+    /// Whether it works at `now`: revoked first, then expired.
+    pub fn status(&self, now: DateTime<Utc>) -> KeyStatus {
+        if self.revoked_at.is_some() {
+            KeyStatus::Revoked
+        } else if self.policy.is_expired(now) {
+            KeyStatus::Expired
+        } else {
+            KeyStatus::Active
+        }
+    }
 }

@@ -2,7 +2,9 @@
 //! attempts) and the API it offers to other services.
 
 use crate::account::{SessionId, SessionState, UserInfo, Username};
+use crate::connection::ConfigChange;
 use crate::model::{ApiKeyInfo, AuthError, Caller, SystemInfo};
+use crate::oidc::PendingOidcLogin;
 use chrono::{DateTime, Utc};
 use etx_crypto::WrappedDataKey;
 use etx_domain::{ApiKeyId, OrgCode, OrgId, Organisation, SystemId, UserId};
@@ -21,7 +23,8 @@ pub enum StoreError {
 /// A stored key as the authenticator needs it.
 #[derive(Debug, Clone)]
 pub struct KeyMaterial {
-    /// Public facts.
+    /// Public facts, with its policy (scopes, expiry, allow-list) and rotation links; the
+    /// store keeps all of them.
     pub info: ApiKeyInfo,
     /// Keyed hash of the full key.
     pub hash: Vec<u8>,
@@ -58,6 +61,32 @@ pub trait IdentityStore: Send + Sync + std::fmt::Debug {
     async fn system(&self, org: OrgId, id: SystemId) -> Result<Option<SystemInfo>, StoreError>;
     /// Creates a system for an existing organisation with its first key.
     async fn create_system(&self, system: &SystemInfo, key: &KeyMaterial) -> Result<(), StoreError>;
+    /// One key of `org`, revoked or not. MUST return `Ok(None)` when unknown or another
+    /// organisation's.
+    async fn key(&self, org: OrgId, id: ApiKeyId) -> Result<Option<ApiKeyInfo>, StoreError>;
+    /// Rotation (issue 4 §5), in one transaction: stores `successor` (whose `rotated_from` is
+    /// `old`) and sets the old key's expiry to `old_expires_at` and its `replaced_by` to the
+    /// successor. MUST return `Ok(false)` and change nothing when `old` is not a key of `org`,
+    /// is revoked, or already has a successor — also when another rotation of it commits first.
+    async fn rotate_key(
+        &self,
+        org: OrgId,
+        old: ApiKeyId,
+        old_expires_at: DateTime<Utc>,
+        successor: &KeyMaterial,
+    ) -> Result<bool, StoreError>;
+    /// Records a configuration-change declaration (Art. 10.4) and, in the same transaction, its
+    /// notification on the stream `events.config` (the outbox): both or neither.
+    async fn insert_config_change(&self, change: &ConfigChange) -> Result<(), StoreError>;
+    /// The declarations of `system` of `org`, newest first, at most `limit`; only those declared
+    /// strictly before `before` when given. Empty for another organisation's system.
+    async fn config_changes(
+        &self,
+        org: OrgId,
+        system: SystemId,
+        before: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<ConfigChange>, StoreError>;
     /// Readiness probe.
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -280,6 +309,14 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
     async fn data_keys(&self) -> Result<Vec<WrappedDataKey>, StoreError>;
     /// Replaces a stored data key's wrapping (master-key rotation).
     async fn replace_data_key(&self, key: &WrappedDataKey) -> Result<(), StoreError>;
+    /// Stores a started OpenID Connect sign-in (issue 4 §4).
+    async fn insert_oidc_login(&self, login: &PendingOidcLogin) -> Result<(), StoreError>;
+    /// Removes the started sign-in whose state hash is `state_hash` and returns it, expired or
+    /// not (the caller checks). MUST return `Ok(None)` when there is none, and MUST hand a
+    /// sign-in to at most one caller, also when several ask at once: a state is used once.
+    async fn take_oidc_login(&self, state_hash: &[u8]) -> Result<Option<PendingOidcLogin>, StoreError>;
+    /// Deletes started sign-ins that expired before `before`; returns how many.
+    async fn purge_oidc_logins(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 /// What the early-warning detectors read and remember (R-SEC-7): recent sign-in attempts, and
@@ -364,4 +401,12 @@ pub trait IdentityApi: Send + Sync + std::fmt::Debug {
     /// account's current roles and the session's state and anti-forgery token hash; the
     /// session's last-seen time is refreshed at most once a minute.
     async fn authenticate_session(&self, token: &str) -> Result<Caller, AuthError>;
+
+    /// Authenticates an OAuth2 access token from `Authorization: Bearer` (R-SEC-1, RFC 6750).
+    /// MUST return `Missing` for an empty string, `Invalid` for anything malformed, unknown or
+    /// expired (an API key or a client secret is malformed here), `Revoked` for a token revoked
+    /// or whose client was deleted (from that moment on), `Unavailable` when it cannot decide.
+    /// On success the caller is the client's system with the token's scopes, no API key, and
+    /// the token's expiry in `expires_at`.
+    async fn authenticate_access_token(&self, token: &str) -> Result<Caller, AuthError>;
 }

@@ -746,6 +746,9 @@ mod tests {
             prefix: "abcd1234".into(),
             created_at: friday_10h() - TimeDelta::days(30),
             revoked_at: Some(friday_10h() - TimeDelta::days(1)),
+            policy: Default::default(),
+            rotated_from: None,
+            replaced_by: None,
         };
         let d = revoked_key_used(&key, Some("198.51.100.4"), friday_10h());
         assert_eq!(d.kind.as_str(), "auth.revoked_key_used");

@@ -1,7 +1,9 @@
 //! The HTTP client of identity's internal API, implementing [`IdentityApi`] for a gateway
-//! that runs in another process (distributed mode): API keys and session tokens are checked
-//! by identity over the private network, with a principal signed as the gateway.
+//! that runs in another process (distributed mode): API keys, session tokens and OAuth2 access
+//! tokens are checked by identity over the private network, with a principal signed as the
+//! gateway.
 
+use crate::http::oauth::AuthenticateTokenIn;
 use crate::http::{AuthenticateIn, AuthenticateOut, AuthenticateSessionIn};
 use etx_http_kit::{PRINCIPAL_HEADER, Principal, PrincipalSigner};
 use etx_identity_core::{AuthError, Caller, IdentityApi};
@@ -25,12 +27,26 @@ impl HttpIdentityClient {
     }
 
     async fn call<B: serde::Serialize + Sync>(&self, path: &str, body: &B) -> Result<Caller, AuthError> {
+        match self.post::<B, AuthenticateOut>(path, body).await? {
+            AuthenticateOut::Ok { caller } => Ok(caller),
+            AuthenticateOut::Refused { reason } => Err(reason),
+        }
+    }
+
+    /// Posts `body` to an internal route and reads its JSON answer; `Unavailable` when identity
+    /// cannot be reached or answers anything else.
+    async fn post<B: serde::Serialize + Sync, O: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<O, AuthError> {
         let me = Principal {
             org_id: etx_domain::OrgId::from_uuid(uuid::Uuid::nil()),
             system_id: None,
             key_id: None,
             subject: "service:gateway".into(),
             roles: vec!["service".into()],
+            scopes: Vec::new(),
             client_ip: None,
         };
         let resp = self
@@ -48,14 +64,10 @@ impl HttpIdentityClient {
             tracing::warn!(status = %resp.status(), "identity refused the authentication call");
             return Err(AuthError::Unavailable);
         }
-        match resp.json::<AuthenticateOut>().await {
-            Ok(AuthenticateOut::Ok { caller }) => Ok(caller),
-            Ok(AuthenticateOut::Refused { reason }) => Err(reason),
-            Err(e) => {
-                tracing::warn!(error = %e, "identity answered an unreadable body");
-                Err(AuthError::Unavailable)
-            }
-        }
+        resp.json::<O>().await.map_err(|e| {
+            tracing::warn!(error = %e, "identity answered an unreadable body");
+            AuthError::Unavailable
+        })
     }
 }
 
@@ -86,6 +98,19 @@ impl IdentityApi for HttpIdentityClient {
         self.call(
             "sessions/authenticate",
             &AuthenticateSessionIn {
+                token: token.to_owned(),
+            },
+        )
+        .await
+    }
+
+    async fn authenticate_access_token(&self, token: &str) -> Result<Caller, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        self.call(
+            "tokens/authenticate",
+            &AuthenticateTokenIn {
                 token: token.to_owned(),
             },
         )

@@ -24,34 +24,18 @@ use etx_audit_core::{
     Actor, Finding, FindingDraft, FindingFilter, FindingId, FindingPatchDraft, FindingStatus, NewAuditEntry,
     Severity, VulnError, sanitize_route,
 };
+use etx_domain::authz::{Permission, roles};
 use etx_domain::{ErrorCode, OrgId, ViolationCode};
 use etx_http_kit::{ApiError, Principal, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// Role that reads the audit log and the register.
-pub const AUDITOR: &str = "auditor";
-/// Role that administers the hub (everything here).
-pub const SYSTEM_ADMIN: &str = "system_admin";
-/// Role that keeps the vulnerability register.
-pub const SECURITY_OFFICER: &str = "security_officer";
-
-fn require_any(p: &Principal, roles: &[&str]) -> Result<(), ApiError> {
-    if roles.iter().any(|r| p.has_role(r)) {
-        Ok(())
-    } else {
-        tracing::info!(subject = %p.subject, "refused: missing role");
-        Err(ApiError::new(ErrorCode::Forbidden)
-            .with_detail(format!("requires one of the roles {}", roles.join(", "))))
-    }
-}
-
 /// The organisation an audit reader is restricted to: `None` = every entry (see the module
 /// docs).
 pub fn audit_scope(p: &Principal, root_org: Option<OrgId>) -> Result<Option<OrgId>, ApiError> {
-    require_any(p, &[AUDITOR, SYSTEM_ADMIN])?;
-    if p.has_role(SYSTEM_ADMIN) || root_org == Some(p.org_id) {
+    p.require(Permission::ReadAudit)?;
+    if p.has_role(roles::SYSTEM_ADMIN) || root_org == Some(p.org_id) {
         Ok(None)
     } else {
         Ok(Some(p.org_id))
@@ -447,7 +431,7 @@ pub async fn create_finding(
     p: Principal,
     body: web::Json<FindingIn>,
 ) -> Result<HttpResponse, ApiError> {
-    require_any(&p, &[SECURITY_OFFICER, SYSTEM_ADMIN])?;
+    p.require(Permission::ManageVulnerabilities)?;
     let now = Utc::now();
     let f = app
         .vulnerabilities
@@ -479,7 +463,7 @@ pub async fn list_findings(
     p: Principal,
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, ApiError> {
-    require_any(&p, &[AUDITOR, SECURITY_OFFICER, SYSTEM_ADMIN])?;
+    p.require(Permission::ReadVulnerabilities)?;
     let q = parse_finding_query(&query).map_err(invalid_parameters)?;
     let now = Utc::now();
     let list: Vec<FindingOut> = app
@@ -518,7 +502,7 @@ pub async fn get_finding(
     p: Principal,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    require_any(&p, &[AUDITOR, SECURITY_OFFICER, SYSTEM_ADMIN])?;
+    p.require(Permission::ReadVulnerabilities)?;
     let f = app
         .vulnerabilities
         .get(FindingId::from_uuid(id.into_inner()))
@@ -545,7 +529,7 @@ pub async fn update_finding(
     id: web::Path<Uuid>,
     body: web::Json<FindingPatchIn>,
 ) -> Result<HttpResponse, ApiError> {
-    require_any(&p, &[SECURITY_OFFICER, SYSTEM_ADMIN])?;
+    p.require(Permission::ManageVulnerabilities)?;
     let now = Utc::now();
     let f = app
         .vulnerabilities

@@ -121,6 +121,7 @@ pub fn principal(org: OrgId, roles: &[&str]) -> Principal {
         key_id: None,
         subject: format!("user:{}", uuid::Uuid::now_v7()),
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        scopes: Vec::new(),
         client_ip: Some("198.51.100.4".into()),
     }
 }

@@ -58,7 +58,7 @@ fn login_error(e: LoginError) -> ApiError {
 }
 
 /// The person behind a principal; `Forbidden` for a connected system.
-fn person(p: &Principal) -> Result<Actor, ApiError> {
+pub(crate) fn person(p: &Principal) -> Result<Actor, ApiError> {
     let user_id = p
         .subject
         .strip_prefix("user:")
@@ -75,7 +75,7 @@ fn person(p: &Principal) -> Result<Actor, ApiError> {
 }
 
 /// The session token from the request's cookie.
-fn cookie_token(req: &HttpRequest) -> Result<String, ApiError> {
+pub(crate) fn cookie_token(req: &HttpRequest) -> Result<String, ApiError> {
     let headers = req.headers().get_all(COOKIE).filter_map(|v| v.to_str().ok());
     session_token_in(headers)
         .map(str::to_owned)
@@ -138,8 +138,10 @@ pub struct SessionOut {
     pub roles: Vec<String>,
     /// The account's organisation.
     pub org_id: Uuid,
-    /// `full`; `password_change_required` (only `POST /auth/password` works); or
-    /// `mfa_enrolment_required` (only `POST /auth/mfa/enroll` and `/auth/mfa/confirm` work).
+    /// `full`; `password_change_required` (only `POST /auth/password` works);
+    /// `mfa_enrolment_required` (only `POST /auth/mfa/enroll` and `/auth/mfa/confirm` work); or,
+    /// after a sign-in through the OpenID provider, `second_factor_required` (only
+    /// `POST /auth/mfa/verify` works).
     pub state: String,
     /// Send it as `X-CSRF-Token` with every POST, PUT, PATCH and DELETE.
     pub csrf_token: String,

@@ -1,14 +1,20 @@
 //! Identity's HTTP API: a source reads its organisation and systems and manages its own API
-//! keys (R-SEC-1); people sign in and administrators manage accounts ([`accounts`], R-SEC-5,
-//! R-SEC-6); the gateway authenticates keys and session tokens through the internal endpoints.
+//! keys with their scopes, expiry and address allow-lists (R-SEC-1); onboarding with a
+//! connection bundle, key rotation and configuration-change declarations ([`sources`], R-ADM,
+//! Art. 10.4); people sign in and administrators manage accounts ([`accounts`], R-SEC-5,
+//! R-SEC-6); connected systems get OAuth2 access tokens ([`oauth`]); the gateway authenticates
+//! keys, session tokens and access tokens through the internal endpoints.
 
 pub mod accounts;
+pub mod oauth;
+pub mod oidc;
+pub mod sources;
 
 use crate::AppIdentity;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use etx_domain::{ApiKeyId, ErrorCode, SystemId};
-use etx_http_kit::{ApiError, Principal};
+use etx_http_kit::{ApiError, Principal, Problem};
 use etx_identity_core::{ApiKeyInfo, AuthError, Caller, IdentityError, SystemInfo};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -22,20 +28,21 @@ pub fn api_error(e: IdentityError) -> ApiError {
         IdentityError::UnknownParent(_) | IdentityError::Hierarchy(_) | IdentityError::OrgMismatch(_) => {
             ApiError::new(ErrorCode::ValidationFailed).with_detail(e.to_string())
         }
+        IdentityError::Invalid(v) => ApiError::new(ErrorCode::ValidationFailed).with_violations(v),
+        IdentityError::Denied(d) => etx_http_kit::denial_error(d),
+        IdentityError::NotRotatable(why) => ApiError::new(ErrorCode::ValidationFailed).with_detail(format!(
+            "the key cannot be rotated: {why}; issue a new key instead"
+        )),
         IdentityError::Unknown(e) => ApiError::internal(e),
     }
 }
 
-/// Who may manage API keys: the connected system itself (its own organisation's keys), or a
-/// person holding `system_admin` (their home organisation's keys). Other people — operators,
-/// analysts, auditors… — may not (R-SEC-1, R-SEC-5).
+/// Who may manage API keys: the policy's `ManageKeys` (issue 4 §3) — a connected system whose
+/// credential holds `keys:manage` (its own organisation's keys), or a person holding
+/// `system_admin` (their home organisation's keys). Other people — operators, analysts,
+/// auditors… — may not (R-SEC-1, R-SEC-5).
 fn may_manage_keys(p: &Principal) -> Result<(), ApiError> {
-    let person = p.subject.starts_with("user:");
-    if !person || p.has_role(etx_identity_core::Role::SystemAdmin.as_str()) {
-        Ok(())
-    } else {
-        Err(ApiError::new(ErrorCode::Forbidden).with_detail("only a system_admin manages API keys"))
-    }
+    p.require(etx_domain::authz::Permission::ManageKeys)
 }
 
 /// An API key as listed (never its secret).
@@ -51,8 +58,19 @@ pub struct ApiKeyOut {
     pub created_at: DateTime<Utc>,
     /// Revoked at, if revoked.
     pub revoked_at: Option<DateTime<Utc>>,
-    /// `active` or `revoked`.
+    /// `active`, `expired` or `revoked`.
     pub status: String,
+    /// What it may be used for (R-SEC-1): `records:write`, `records:read`, `schemas:read`,
+    /// `keys:manage`.
+    pub scopes: Vec<String>,
+    /// When it stops working (a rotated key: the end of the overlap); `null`: when revoked.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The networks (CIDR) it may be used from; empty: any address.
+    pub allowed_networks: Vec<String>,
+    /// The key it succeeds, when a rotation issued it.
+    pub rotated_from: Option<Uuid>,
+    /// Its successor, once rotated.
+    pub replaced_by: Option<Uuid>,
 }
 
 impl From<ApiKeyInfo> for ApiKeyOut {
@@ -60,14 +78,20 @@ impl From<ApiKeyInfo> for ApiKeyOut {
         Self {
             id: k.id.as_uuid(),
             system_id: k.system_id.as_uuid(),
-            prefix: k.prefix,
+            prefix: k.prefix.clone(),
             created_at: k.created_at,
-            status: if k.revoked_at.is_some() {
-                "revoked".into()
-            } else {
-                "active".into()
-            },
+            status: k.status(Utc::now()).as_str().to_owned(),
             revoked_at: k.revoked_at,
+            scopes: k.policy.scope_names(),
+            expires_at: k.policy.expires_at,
+            allowed_networks: k
+                .policy
+                .allowed_networks
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            rotated_from: k.rotated_from.map(|id| id.as_uuid()),
+            replaced_by: k.replaced_by.map(|id| id.as_uuid()),
         }
     }
 }
@@ -82,12 +106,29 @@ pub struct IssuedKeyOut {
     pub api_key: String,
 }
 
-/// Request to issue a key.
+/// Request to issue a key, with its options (issue 4 §5). Without options the key has every
+/// scope the issuer may grant, no expiry and no address allow-list.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueKeyIn {
     /// The system (of the caller's organisation) the key is for; defaults to the caller's system.
     pub system_id: Option<Uuid>,
+    /// What the key may be used for. Default: every scope for an administrator; for a
+    /// connected system issuing a key, exactly the scopes of its own key (it can never grant
+    /// one it lacks: `403 insufficient_scope`).
+    #[schema(min_items = 1, max_items = 4)]
+    pub scopes: Option<Vec<sources::ScopeName>>,
+    /// When the key stops working: in the future, at most 730 days ahead. Exclusive with
+    /// `ttl_days`.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The key's lifetime in days from now. Exclusive with `expires_at`.
+    #[schema(minimum = 1, maximum = 730)]
+    pub ttl_days: Option<u32>,
+    /// Networks (IPv4 or IPv6, CIDR; a bare address is one host) the key may be used from;
+    /// from any other address it is refused (`403 address_not_allowed`). Empty or absent: any
+    /// address.
+    #[schema(max_items = 32)]
+    pub allowed_networks: Option<Vec<sources::NetworkIn>>,
 }
 
 /// A connected system.
@@ -164,11 +205,17 @@ pub async fn list_keys(id: web::Data<AppIdentity>, p: Principal) -> Result<HttpR
     Ok(HttpResponse::Ok().json(v.into_iter().map(ApiKeyOut::from).collect::<Vec<_>>()))
 }
 
-/// Issues a new API key for a system of the caller's organisation (rotation with overlap:
-/// the old key works until revoked). The body is optional: without one, the key is for the
-/// caller's own system (so too with `null`); a body that is sent must be valid.
+/// Issues a new API key for a system of the caller's organisation, with optional scopes,
+/// expiry (`expires_at` or `ttl_days`) and address allow-list (issue 4 §5, R-SEC-1); the other
+/// keys keep working (to replace one with overlap, rotate it: `POST /api/v1/keys/{id}/rotate`).
+/// The body is optional: without one, the key is for the caller's own system (so too with
+/// `null`); a body that is sent must be valid.
 #[utoipa::path(post, path = "/api/v1/keys", tag = "identity", request_body = Option<IssueKeyIn>,
-    responses((status = 201, body = IssuedKeyOut), (status = 404, description = "no such system")),
+    responses((status = 201, body = IssuedKeyOut),
+        (status = 400, description = "`invalid_parameter`: a person must name the system; or a body that is not JSON (`malformed_json`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden` (not a system_admin), or `insufficient_scope`: a connected system granting a scope its own key lacks", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such system in the caller's organisation", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: an unknown scope, a malformed network, an expiry in the past or more than 730 days ahead, both `expires_at` and `ttl_days`; one violation per field", body = Problem, content_type = "application/problem+json")),
     security(("api_key" = [])))]
 pub async fn issue_key(
     id: web::Data<AppIdentity>,
@@ -182,12 +229,23 @@ pub async fn issue_key(
         Err(_) if body_is_empty(&req) => None,
         Err(e) => return Err(e),
     };
-    let system = body
-        .and_then(|b| b.system_id)
+    let (system, options) = match body {
+        Some(b) => (
+            b.system_id,
+            sources::key_options(b.scopes, b.expires_at, b.ttl_days, b.allowed_networks)
+                .map_err(|v| ApiError::new(ErrorCode::ValidationFailed).with_violations(v))?,
+        ),
+        None => (None, Default::default()),
+    };
+    let system = system
         .map(SystemId::from_uuid)
         .or(p.system_id)
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidParameter).with_detail("system_id is required"))?;
-    let (info, plaintext) = id.service.issue_key(p.org_id, system).await.map_err(api_error)?;
+    let (info, plaintext) = id
+        .service
+        .issue_key(p.org_id, system, options, p.actor())
+        .await
+        .map_err(api_error)?;
     Ok(HttpResponse::Created().json(IssuedKeyOut {
         key: info.into(),
         api_key: plaintext,
@@ -292,7 +350,7 @@ pub async fn authenticate_session(
     answer(id.accounts.authenticate_session(&body.token).await)
 }
 
-fn answer(r: Result<Caller, AuthError>) -> HttpResponse {
+pub(crate) fn answer(r: Result<Caller, AuthError>) -> HttpResponse {
     match r {
         Ok(caller) => HttpResponse::Ok().json(AuthenticateOut::Ok { caller }),
         Err(AuthError::Unavailable) => HttpResponse::ServiceUnavailable().json(AuthenticateOut::Refused {
@@ -313,7 +371,10 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(issue_key)),
         )
         .service(resource("/keys/{id}", "DELETE").route(web::delete().to(revoke_key)))
-        .configure(accounts::routes);
+        .configure(sources::routes)
+        .configure(accounts::routes)
+        .configure(oidc::routes)
+        .configure(oauth::routes);
 }
 
 /// A resource whose other methods are answered `405` with `Allow: <allow>`.
@@ -324,7 +385,8 @@ pub(crate) fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
 /// Mounts the internal routes (under `/internal/v1`).
 pub fn internal_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/authenticate", web::post().to(authenticate))
-        .route("/sessions/authenticate", web::post().to(authenticate_session));
+        .route("/sessions/authenticate", web::post().to(authenticate_session))
+        .configure(oauth::internal_routes);
 }
 
 /// Identity's part of the OpenAPI document.

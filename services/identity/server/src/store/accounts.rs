@@ -1,12 +1,15 @@
 //! The sea-orm adapter of [`AccountStore`]: people, second factors, recovery codes, sessions,
 //! sign-in attempts and identity's data keys (R-SEC-5, R-SEC-6), on SQLite or PostgreSQL.
 
-use super::entities::{data_key, login_attempt, organisation, recovery_code, session, user, user_mfa};
+use super::entities::{
+    data_key, login_attempt, oidc_login, organisation, recovery_code, session, user, user_mfa,
+};
 use super::{SeaIdentityStore, corrupt, map_err, to_org};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use etx_crypto::WrappedDataKey;
 use etx_domain::{OrgId, Organisation, UserId};
+use etx_identity_core::oidc::PendingOidcLogin;
 use etx_identity_core::{
     AccountStore, DisplayName, LoginAttempt, LoginOutcome, Roles, SessionId, SessionState, StoreError,
     StoredMfa, StoredSession, StoredUser, UserInfo, UserStatus, Username,
@@ -505,5 +508,56 @@ impl AccountStore for SeaIdentityStore {
             .await
             .map_err(map_err)?;
         txn.commit().await.map_err(map_err)
+    }
+
+    async fn insert_oidc_login(&self, l: &PendingOidcLogin) -> Result<(), StoreError> {
+        oidc_login::ActiveModel {
+            id: Set(uuid::Uuid::now_v7()),
+            state_hash: Set(l.state_hash.clone()),
+            binding_hash: Set(l.binding_hash.clone()),
+            nonce: Set(l.nonce.clone()),
+            created_at: Set(l.created_at),
+            expires_at: Set(l.expires_at),
+        }
+        .insert(&self.db)
+        .await
+        .map_err(map_err)
+        .map(|_| ())
+    }
+
+    async fn take_oidc_login(&self, state_hash: &[u8]) -> Result<Option<PendingOidcLogin>, StoreError> {
+        let Some(m) = oidc_login::Entity::find()
+            .filter(oidc_login::Column::StateHash.eq(state_hash.to_vec()))
+            .one(&self.db)
+            .await
+            .map_err(map_err)?
+        else {
+            return Ok(None);
+        };
+        // Whoever deletes the row owns it: of concurrent callbacks with one state, one wins.
+        let taken = oidc_login::Entity::delete_many()
+            .filter(oidc_login::Column::Id.eq(m.id))
+            .exec(&self.db)
+            .await
+            .map_err(map_err)?;
+        if taken.rows_affected != 1 {
+            return Ok(None);
+        }
+        Ok(Some(PendingOidcLogin {
+            state_hash: m.state_hash,
+            binding_hash: m.binding_hash,
+            nonce: m.nonce,
+            created_at: m.created_at,
+            expires_at: m.expires_at,
+        }))
+    }
+
+    async fn purge_oidc_logins(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let r = oidc_login::Entity::delete_many()
+            .filter(oidc_login::Column::ExpiresAt.lt(before))
+            .exec(&self.db)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected)
     }
 }

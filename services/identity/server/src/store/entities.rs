@@ -71,6 +71,62 @@ pub mod api_key {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// What an API key may do, until when and from where (issue 4 §5), and its rotation links:
+/// one row per key issued since policies exist (a key without a row has every default scope,
+/// no expiry and no allow-list).
+pub mod api_key_policy {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "api_key_policies")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key_id: Uuid,
+        #[sea_orm(indexed)]
+        pub org_id: Uuid,
+        /// Space-separated scope names (`records:write records:read`).
+        pub scopes: String,
+        pub expires_at: Option<ChronoDateTimeUtc>,
+        /// Space-separated networks in CIDR notation; empty: any address.
+        pub allowed_networks: String,
+        pub rotated_from: Option<Uuid>,
+        pub replaced_by: Option<Uuid>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Configuration changes declared by connected systems (Art. 10.4), newest first by
+/// `declared_at` per system.
+pub mod config_change {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "config_changes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub org_id: Uuid,
+        pub system_id: Uuid,
+        pub kind: String,
+        pub description: String,
+        pub effective_at: ChronoDateTimeUtc,
+        /// The details object as JSON text, if any.
+        pub details: Option<String>,
+        /// `system:<id>` or `user:<id>`.
+        pub declared_by: String,
+        pub declared_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// People's accounts (R-SEC-5): the password only as an argon2id PHC string.
 pub mod user {
     use sea_orm::entity::prelude::*;
@@ -212,6 +268,32 @@ pub mod data_key {
         pub master_key_id: String,
         pub wrapped: Vec<u8>,
         pub created_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Started OpenID Connect sign-ins (issue 4 §4): keyed hashes of the `state` and of the browser's
+/// binding token, and the nonce (the PKCE verifier is derived, never stored); each row is taken (deleted) by the one
+/// callback that uses it, and expires after 10 minutes.
+pub mod oidc_login {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "oidc_logins")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        #[sea_orm(unique)]
+        pub state_hash: Vec<u8>,
+        pub binding_hash: Vec<u8>,
+        pub nonce: String,
+        pub created_at: ChronoDateTimeUtc,
+        #[sea_orm(indexed)]
+        pub expires_at: ChronoDateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

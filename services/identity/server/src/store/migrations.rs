@@ -2,8 +2,8 @@
 //! identity and ingestion can share one database without stepping on each other.
 
 use super::entities::{
-    api_key, data_key, login_attempt, organisation, recovery_code, security_alert, session, system, user,
-    user_mfa,
+    api_key, api_key_policy, config_change, data_key, login_attempt, oidc_login, organisation, recovery_code,
+    security_alert, session, system, user, user_mfa,
 };
 use sea_orm::DbErr;
 use sea_orm::sea_query::{Alias, Index, IntoIden};
@@ -22,6 +22,10 @@ impl MigratorTrait for Migrator {
             // wherever identity runs, also alone (it is shared; creating it is idempotent).
             Box::new(etx_storage::OutboxMigration),
             Box::new(M0003EarlyWarning),
+            Box::new(M0004Oidc),
+            Box::new(M0005KeyPoliciesAndChanges),
+            // OAuth2 clients and access tokens of connected systems (issue 4 §4).
+            Box::new(super::oauth::OAuthMigration),
         ]
     }
 
@@ -108,6 +112,52 @@ impl MigrationTrait for M0003EarlyWarning {
                 .table(login_attempt::Entity)
                 .col(login_attempt::Column::UserId)
                 .col(login_attempt::Column::At)
+                .to_owned(),
+        )
+        .await
+    }
+}
+
+/// Sign-in through an OpenID Connect provider (issue 4 §4): the started sign-ins. A session's new
+/// state (`second_factor_required`) needs no change: states are stored by name.
+struct M0004Oidc;
+
+impl MigrationName for M0004Oidc {
+    fn name(&self) -> &str {
+        "identity_m0004_oidc"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0004Oidc {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        etx_storage::create_entity_table(m, oidc_login::Entity).await
+    }
+}
+
+/// API-key policies (issue 4 §5: scopes, expiry, address allow-list, rotation links) in a table
+/// of their own, so that `api_keys` keeps its first shape; and the configuration changes
+/// connected systems declare (Art. 10.4), listed per system newest first.
+struct M0005KeyPoliciesAndChanges;
+
+impl MigrationName for M0005KeyPoliciesAndChanges {
+    fn name(&self) -> &str {
+        "identity_m0005_key_policies_and_changes"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0005KeyPoliciesAndChanges {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        etx_storage::create_entity_table(m, api_key_policy::Entity).await?;
+        etx_storage::create_entity_table(m, config_change::Entity).await?;
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("idx_config_changes_system_declared")
+                .table(config_change::Entity)
+                .col(config_change::Column::SystemId)
+                .col(config_change::Column::DeclaredAt)
                 .to_owned(),
         )
         .await

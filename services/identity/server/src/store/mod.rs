@@ -1,20 +1,26 @@
-//! Identity's sea-orm repository (SQLite or PostgreSQL): sources and keys here, people in
-//! [`accounts`], the early warning's reads and alerts in [`warning`].
+//! Identity's sea-orm repository (SQLite or PostgreSQL): sources and keys here (key policies,
+//! rotation and configuration changes in [`sources`]), people in [`accounts`], the early
+//! warning's reads and alerts in [`warning`].
 
 mod accounts;
 pub mod entities;
 pub mod migrations;
+pub mod oauth;
+mod sources;
 mod warning;
+
+pub use sources::{CONFIG_CHANGED, CONFIG_STREAM};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use entities::{api_key, organisation, system};
 use etx_domain::{ApiKeyId, OrgCode, OrgId, OrgKind, OrgName, Organisation, SystemId};
-use etx_identity_core::{ApiKeyInfo, IdentityStore, KeyMaterial, StoreError, SystemInfo};
+use etx_identity_core::{ApiKeyInfo, ConfigChange, IdentityStore, KeyMaterial, StoreError, SystemInfo};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
     QueryOrder, Set,
 };
+use sources::StoredPolicy;
 
 /// The repository.
 #[derive(Debug, Clone)]
@@ -53,7 +59,7 @@ pub(crate) fn to_org(m: organisation::Model) -> Result<Organisation, StoreError>
     })
 }
 
-fn to_key_info(m: &api_key::Model) -> ApiKeyInfo {
+fn to_key_info(m: &api_key::Model, p: StoredPolicy) -> ApiKeyInfo {
     ApiKeyInfo {
         id: ApiKeyId::from_uuid(m.id),
         org_id: OrgId::from_uuid(m.org_id),
@@ -61,6 +67,9 @@ fn to_key_info(m: &api_key::Model) -> ApiKeyInfo {
         prefix: m.prefix.clone(),
         created_at: m.created_at,
         revoked_at: m.revoked_at,
+        policy: p.policy,
+        rotated_from: p.rotated_from,
+        replaced_by: p.replaced_by,
     }
 }
 
@@ -73,7 +82,7 @@ fn to_system(m: system::Model) -> SystemInfo {
     }
 }
 
-fn key_model(k: &KeyMaterial) -> api_key::ActiveModel {
+pub(crate) fn key_model(k: &KeyMaterial) -> api_key::ActiveModel {
     api_key::ActiveModel {
         id: Set(k.info.id.as_uuid()),
         org_id: Set(k.info.org_id.as_uuid()),
@@ -139,12 +148,14 @@ impl IdentityStore for SeaIdentityStore {
             .map_err(map_err)?;
         }
         system_model(sys).insert(&txn).await.map_err(map_err)?;
-        key_model(key).insert(&txn).await.map_err(map_err)?;
+        sources::insert_key_on(&txn, key).await?;
         txn.commit().await.map_err(map_err)
     }
 
     async fn insert_key(&self, key: &KeyMaterial) -> Result<(), StoreError> {
-        key_model(key).insert(&self.db).await.map_err(map_err).map(|_| ())
+        let txn = etx_storage::begin_write(&self.db).await.map_err(map_err)?;
+        sources::insert_key_on(&txn, key).await?;
+        txn.commit().await.map_err(map_err)
     }
 
     async fn key_by_prefix(&self, prefix: &str) -> Result<Option<KeyMaterial>, StoreError> {
@@ -153,8 +164,10 @@ impl IdentityStore for SeaIdentityStore {
             .one(&self.db)
             .await
             .map_err(map_err)?;
-        Ok(m.map(|m| KeyMaterial {
-            info: to_key_info(&m),
+        let Some(m) = m else { return Ok(None) };
+        let policy = sources::policy_of(&self.db, m.id).await?;
+        Ok(Some(KeyMaterial {
+            info: to_key_info(&m, policy),
             hash: m.hash,
         }))
     }
@@ -166,7 +179,11 @@ impl IdentityStore for SeaIdentityStore {
             .all(&self.db)
             .await
             .map_err(map_err)?;
-        Ok(rows.iter().map(to_key_info).collect())
+        let mut policies = sources::policies_of_org(&self.db, org).await?;
+        Ok(rows
+            .iter()
+            .map(|m| to_key_info(m, policies.remove(&m.id).unwrap_or_default()))
+            .collect())
     }
 
     async fn revoke_key(&self, org: OrgId, key: ApiKeyId, at: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -206,8 +223,43 @@ impl IdentityStore for SeaIdentityStore {
     async fn create_system(&self, sys: &SystemInfo, key: &KeyMaterial) -> Result<(), StoreError> {
         let txn = etx_storage::begin_write(&self.db).await.map_err(map_err)?;
         system_model(sys).insert(&txn).await.map_err(map_err)?;
-        key_model(key).insert(&txn).await.map_err(map_err)?;
+        sources::insert_key_on(&txn, key).await?;
         txn.commit().await.map_err(map_err)
+    }
+
+    async fn key(&self, org: OrgId, id: ApiKeyId) -> Result<Option<ApiKeyInfo>, StoreError> {
+        let m = api_key::Entity::find_by_id(id.as_uuid())
+            .filter(api_key::Column::OrgId.eq(org.as_uuid()))
+            .one(&self.db)
+            .await
+            .map_err(map_err)?;
+        let Some(m) = m else { return Ok(None) };
+        let policy = sources::policy_of(&self.db, m.id).await?;
+        Ok(Some(to_key_info(&m, policy)))
+    }
+
+    async fn rotate_key(
+        &self,
+        org: OrgId,
+        old: ApiKeyId,
+        old_expires_at: DateTime<Utc>,
+        successor: &KeyMaterial,
+    ) -> Result<bool, StoreError> {
+        sources::rotate_key(&self.db, org, old, old_expires_at, successor).await
+    }
+
+    async fn insert_config_change(&self, change: &ConfigChange) -> Result<(), StoreError> {
+        sources::insert_config_change(&self.db, change).await
+    }
+
+    async fn config_changes(
+        &self,
+        org: OrgId,
+        system: SystemId,
+        before: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<ConfigChange>, StoreError> {
+        sources::config_changes(&self.db, org, system, before, limit).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

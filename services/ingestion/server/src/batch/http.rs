@@ -9,7 +9,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use etx_domain::{ErrorCode, Lang, OrgId};
+use etx_domain::authz::Permission;
+use etx_domain::{Lang, OrgId};
 use etx_http_kit::openapi::{AuthErrors, BadParameter, TooLarge};
 use etx_http_kit::{ApiError, Principal, Problem, RequestLang};
 use etx_ingestion_core::SourceCaller;
@@ -195,17 +196,6 @@ impl BatchOut {
     }
 }
 
-fn caller(p: &Principal) -> Result<SourceCaller, ApiError> {
-    let system_id = p.system_id.ok_or_else(|| {
-        ApiError::new(ErrorCode::Forbidden).with_detail("only a connected system may submit batches")
-    })?;
-    Ok(SourceCaller {
-        org_id: p.org_id,
-        system_id,
-        key_id: p.key_id,
-    })
-}
-
 fn header_u64(req: &HttpRequest, name: &str) -> Result<Option<u64>, BatchError> {
     match req.headers().get(name.to_ascii_lowercase()) {
         None => Ok(None),
@@ -295,7 +285,7 @@ pub async fn upload_batch(
     query: web::Query<BatchParams>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller(&p)?;
+    let caller = crate::http::source(&p)?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -474,6 +464,7 @@ pub async fn get_batch(
     p: Principal,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    p.require(Permission::ReadSubmissions)?;
     let v = app
         .batches
         .status(p.org_id, path.into_inner())
@@ -548,6 +539,7 @@ pub async fn get_batch_errors(
     path: web::Path<Uuid>,
     query: web::Query<ErrorsQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    p.require(Permission::ReadSubmissions)?;
     let id = path.into_inner();
     let csv = match query.format.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("json") => false,

@@ -32,6 +32,7 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use bytes::Bytes;
 use chrono::Utc;
+use etx_domain::authz::Permission;
 use etx_domain::{ErrorCode, FieldViolation, OrgId, ViolationCode};
 use etx_http_kit::openapi::AuthErrors;
 use etx_http_kit::{ApiError, Principal, Problem};
@@ -329,8 +330,10 @@ pub async fn export_records(
     p: Principal,
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = ExportParams::parse(&query)
+    p.require(Permission::ExportRecords)?;
+    let mut params = ExportParams::parse(&query)
         .map_err(|v| ApiError::new(ErrorCode::InvalidParameter).with_violations(v))?;
+    params.clearance = p.clearance();
     let download = app.exports.start(p.org_id, params).await.map_err(|e| match e {
         StartError::TooManyForXlsx(n) => ApiError::new(ErrorCode::InvalidParameter)
             .with_detail(format!(

@@ -2,7 +2,7 @@
 //! violation whose path is `query:<name>`, and nothing of the submitted value is echoed.
 
 use chrono::{DateTime, Utc};
-use etx_domain::{Category, FieldViolation, Period, ViolationCode};
+use etx_domain::{Category, Classification, FieldViolation, Period, ViolationCode};
 
 /// The file formats an export is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -103,6 +103,9 @@ pub struct ExportParams {
     pub to: Option<DateTime<Utc>>,
     /// CSV only: start with a UTF-8 byte-order mark (default true).
     pub bom: bool,
+    /// Not a query parameter: the caller's clearance (issue 4 §3); records classified above it
+    /// are left out. `secret` (everything) until the handler narrows it.
+    pub clearance: Classification,
 }
 
 const KNOWN: [&str; 7] = ["format", "category", "period", "status", "from", "to", "bom"];
@@ -229,6 +232,7 @@ impl ExportParams {
                 from,
                 to,
                 bom,
+                clearance: Classification::Secret,
             }),
             _ => Err(bad),
         }

@@ -8,7 +8,7 @@ use crate::KeyManager;
 use crate::store::entities::record;
 use chrono::{DateTime, SecondsFormat, Utc};
 use etx_crypto::Aad;
-use etx_domain::{OrgId, Priority};
+use etx_domain::{Classification, OrgId, Priority};
 use sea_orm::sea_query::Condition;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder,
@@ -170,6 +170,13 @@ impl RecordPages {
         }
         if let Some(t) = p.to {
             q = q.filter(record::Column::ReceivedAt.lt(t));
+        }
+        if p.clearance < Classification::Secret {
+            let readable = Classification::ALL
+                .into_iter()
+                .filter(|c| *c <= p.clearance)
+                .map(Classification::as_str);
+            q = q.filter(record::Column::Classification.is_in(readable));
         }
         q
     }

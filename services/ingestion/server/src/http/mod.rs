@@ -8,6 +8,7 @@ use crate::AppIngestion;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use dto::{ReceiptOut, RecordOut, SchemaListOut};
+use etx_domain::authz::Permission;
 use etx_domain::{
     Category, ErrorCode, FieldViolation, IdempotencyKey, ReceiptId, RecordId, SchemaVersion, ViolationCode,
 };
@@ -60,9 +61,12 @@ fn wants_xml(req: &HttpRequest, format: BodyFormat) -> bool {
     accept.contains("xml") || format == BodyFormat::Xml
 }
 
-fn source(p: &Principal) -> Result<SourceCaller, ApiError> {
+/// The connected system submitting data: the policy's `SubmitData` (a system whose credential
+/// holds `records:write`; never a person), checked again here behind the gateway.
+pub(crate) fn source(p: &Principal) -> Result<SourceCaller, ApiError> {
+    p.require(Permission::SubmitData)?;
     let system_id = p.system_id.ok_or_else(|| {
-        ApiError::new(ErrorCode::Forbidden).with_detail("only a connected system may submit records")
+        ApiError::new(ErrorCode::Forbidden).with_detail("only a connected system may submit data")
     })?;
     Ok(SourceCaller {
         org_id: p.org_id,
@@ -193,11 +197,15 @@ pub async fn get_record(
     p: Principal,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    p.require(Permission::ReadSubmissions)?;
+    // A record above the caller's clearance does not exist for them (issue 4 §3).
+    let clearance = p.clearance();
     let rec = app
         .service
         .record(p.org_id, RecordId::from_uuid(path.into_inner()))
         .await
         .map_err(ApiError::internal)?
+        .filter(|r| r.envelope.classification <= clearance)
         .ok_or_else(ApiError::not_found)?;
     Ok(HttpResponse::Ok().json(RecordOut::from(rec)))
 }
@@ -216,6 +224,7 @@ pub async fn get_receipt(
     p: Principal,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    p.require(Permission::ReadSubmissions)?;
     let r = app
         .service
         .receipt(p.org_id, ReceiptId::from_uuid(path.into_inner()))

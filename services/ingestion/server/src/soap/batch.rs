@@ -4,7 +4,7 @@
 
 use super::envelope::{check, leaf};
 use super::fault::Fault;
-use super::{caller, encode, invalid, uuid_of};
+use super::{encode, invalid, uuid_of};
 use crate::AppIngestion;
 use crate::batch::{BatchUpload, UploadOutcome};
 use base64::Engine as _;
@@ -164,7 +164,7 @@ pub(crate) async fn submit_batch(
     input: &XmlNode,
     attachment: Option<Bytes>,
 ) -> Result<String, Fault> {
-    let caller = caller(p)?;
+    let caller = crate::http::source(p)?;
     let (upload, file) = decode(input, attachment).map_err(invalid)?;
     let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(file)]);
     let outcome = app

@@ -60,8 +60,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use envelope::{Call, check, leaf};
 use etx_domain::{ErrorCode, FieldViolation, IdempotencyKey, ReceiptId, ViolationCode};
 use etx_http_kit::{ApiError, Principal, RequestId, RequestLang};
+use etx_ingestion_core::SubmitOutcome;
 use etx_ingestion_core::xml;
-use etx_ingestion_core::{SourceCaller, SubmitOutcome};
 use fault::Fault;
 use uuid::Uuid;
 
@@ -118,17 +118,6 @@ impl Operation {
 /// are `405` (mount [`wsdl`] for GET before the scope).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/ingestion").route(web::post().to(endpoint)));
-}
-
-fn caller(p: &Principal) -> Result<SourceCaller, ApiError> {
-    let system_id = p.system_id.ok_or_else(|| {
-        ApiError::new(ErrorCode::Forbidden).with_detail("only a connected system may submit data")
-    })?;
-    Ok(SourceCaller {
-        org_id: p.org_id,
-        system_id,
-        key_id: p.key_id,
-    })
 }
 
 /// `POST /soap/v1/ingestion`: one SOAP request, one answer (200) or fault.
@@ -218,7 +207,7 @@ pub(crate) fn uuid_of(input: &xml::XmlNode, ty: &str, name: &str) -> Result<Uuid
 }
 
 async fn submit_records(app: &AppIngestion, p: &Principal, input: &xml::XmlNode) -> Result<String, Fault> {
-    let caller = caller(p)?;
+    let caller = crate::http::source(p)?;
     let mut v = check(input, "SubmitRecords", "");
     let header_key = input
         .child("idempotency_key")
