@@ -20,9 +20,6 @@ const PREFIX_BYTES: usize = 9;
 const PREFIX_LEN: usize = 12; // base64url of 9 bytes, no padding
 const SECRET_BYTES: usize = 32;
 const SECRET_LEN: usize = 43; // base64url of 32 bytes, no padding
-const PREFIX_START: usize = API_KEY_TAG.len();
-const SEPARATOR_AT: usize = PREFIX_START + PREFIX_LEN;
-const SECRET_START: usize = SEPARATOR_AT + 1;
 
 /// Hash purpose (and master-key derivation purpose) of API keys.
 const PURPOSE: &str = "api-key";
@@ -110,24 +107,7 @@ impl ApiKeyHasher {
     /// 60 ASCII bytes, `"etx_"`, 12 base64url characters, `"_"`, 43 base64url characters that
     /// decode canonically to 32 bytes. Never panics, whatever the input.
     pub fn prefix_of(presented: &str) -> Option<&str> {
-        let bytes = presented.as_bytes();
-        if bytes.len() != API_KEY_LEN
-            || !bytes.starts_with(API_KEY_TAG.as_bytes())
-            || bytes.get(SEPARATOR_AT) != Some(&b'_')
-        {
-            return None;
-        }
-        let prefix = bytes.get(PREFIX_START..SEPARATOR_AT)?;
-        let secret = bytes.get(SECRET_START..)?;
-        if !prefix.iter().all(|&b| is_base64url(b)) || !secret.iter().all(|&b| is_base64url(b)) {
-            return None;
-        }
-        // 43 characters carry 258 bits for 256: the last one's two low bits must be zero.
-        let last = secret.last().copied().and_then(base64url_value)?;
-        if last & 0b11 != 0 {
-            return None;
-        }
-        presented.get(PREFIX_START..SEPARATOR_AT)
+        crate::opaque::lookup_prefix(presented, API_KEY_TAG)
     }
 
     /// The peppered hash of a presented key (whatever its shape).
@@ -151,24 +131,10 @@ impl fmt::Debug for ApiKeyHasher {
     }
 }
 
-fn is_base64url(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
-}
-
-fn base64url_value(b: u8) -> Option<u8> {
-    match b {
-        b'A'..=b'Z' => Some(b - b'A'),
-        b'a'..=b'z' => Some(b - b'a' + 26),
-        b'0'..=b'9' => Some(b - b'0' + 52),
-        b'-' => Some(62),
-        b'_' => Some(63),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::opaque::is_base64url;
 
     fn hasher() -> ApiKeyHasher {
         ApiKeyHasher::new(&[0x42; 32])

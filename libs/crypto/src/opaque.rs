@@ -123,25 +123,7 @@ impl OpaqueSecrets {
     /// kind's tag, 12 base64url characters, `_`, 43 base64url characters that decode
     /// canonically to 32 bytes. Never panics, whatever the input.
     pub fn prefix_of<'a>(&self, presented: &'a str) -> Option<&'a str> {
-        let tag = self.kind.tag.len();
-        let bytes = presented.as_bytes();
-        if bytes.len() != self.kind.len()
-            || !bytes.starts_with(self.kind.tag.as_bytes())
-            || bytes.get(tag + PREFIX_LEN) != Some(&b'_')
-        {
-            return None;
-        }
-        let prefix = bytes.get(tag..tag + PREFIX_LEN)?;
-        let secret = bytes.get(tag + PREFIX_LEN + 1..)?;
-        if !prefix.iter().all(|&b| is_base64url(b)) || !secret.iter().all(|&b| is_base64url(b)) {
-            return None;
-        }
-        // 43 characters carry 258 bits for 256: the last one's two low bits must be zero.
-        let last = secret.last().copied().and_then(base64url_value)?;
-        if last & 0b11 != 0 {
-            return None;
-        }
-        presented.get(tag..tag + PREFIX_LEN)
+        lookup_prefix(presented, self.kind.tag)
     }
 
     /// The keyed hash of a presented secret (whatever its shape).
@@ -168,7 +150,32 @@ impl fmt::Debug for OpaqueSecrets {
     }
 }
 
-fn is_base64url(b: u8) -> bool {
+/// The public lookup prefix of `<tag><12 base64url>_<43 base64url>` (API keys, client secrets,
+/// access tokens share this layout), or `None` unless the whole string has that shape and the
+/// secret part decodes canonically to 32 bytes. Never panics, whatever the input.
+pub(crate) fn lookup_prefix<'a>(presented: &'a str, tag: &str) -> Option<&'a str> {
+    let t = tag.len();
+    let bytes = presented.as_bytes();
+    if bytes.len() != t + PREFIX_LEN + 1 + SECRET_LEN
+        || !bytes.starts_with(tag.as_bytes())
+        || bytes.get(t + PREFIX_LEN) != Some(&b'_')
+    {
+        return None;
+    }
+    let prefix = bytes.get(t..t + PREFIX_LEN)?;
+    let secret = bytes.get(t + PREFIX_LEN + 1..)?;
+    if !prefix.iter().all(|&b| is_base64url(b)) || !secret.iter().all(|&b| is_base64url(b)) {
+        return None;
+    }
+    // 43 characters carry 258 bits for 256: the last one's two low bits must be zero.
+    let last = secret.last().copied().and_then(base64url_value)?;
+    if last & 0b11 != 0 {
+        return None;
+    }
+    presented.get(t..t + PREFIX_LEN)
+}
+
+pub(crate) fn is_base64url(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
