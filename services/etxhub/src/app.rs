@@ -216,6 +216,7 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
         let settings = etx_audit::AuditSettings {
             root_org,
             retention_days: cfg.audit.retention_days,
+            refusal_window: std::time::Duration::from_secs(cfg.audit.refusal_summary_secs.clamp(1, 3600)),
             ..Default::default()
         };
         let module = AppAudit::build(db.clone(), audit_chain_key(&secrets), settings).await?;

@@ -360,6 +360,9 @@ pub struct AuditCfg {
     pub retention_days: u32,
     /// Id of the hub operator's organisation, whose auditors see every entry (empty: none).
     pub root_org_id: String,
+    /// Rate-limited refusals (`429`) of one caller and route within this many seconds are
+    /// logged as the first one plus one summary entry (1..=3600).
+    pub refusal_summary_secs: u64,
 }
 
 /// `[database]`

@@ -15,6 +15,7 @@ pub mod model;
 pub mod ports;
 pub mod retention;
 pub mod service;
+pub mod summary;
 pub mod vuln;
 
 pub use chain::{

@@ -18,11 +18,14 @@ pub mod store;
 pub mod verify;
 pub mod writer;
 
-use etx_audit_core::{AuditSink, ChainKey, MIN_RETENTION_DAYS, SecurityEvents, Vulnerabilities};
+use etx_audit_core::summary::RefusalTally;
+use etx_audit_core::{
+    AuditSink, ChainKey, MIN_RETENTION_DAYS, NewAuditEntry, SecurityEvents, Vulnerabilities,
+};
 use etx_domain::OrgId;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use events::{OutboxSecurityEvents, SECURITY_STREAM};
@@ -47,6 +50,9 @@ pub struct AuditSettings {
     pub overdue_every: Duration,
     /// The writer's channel and batching.
     pub writer: WriterConfig,
+    /// Rate-limited refusals (`429`) of one caller and route within this window become one
+    /// summary entry after the first ([`etx_audit_core::summary`]).
+    pub refusal_window: Duration,
 }
 
 impl Default for AuditSettings {
@@ -57,6 +63,56 @@ impl Default for AuditSettings {
             purge_every: Duration::from_secs(24 * 3600),
             overdue_every: Duration::from_secs(3600),
             writer: WriterConfig::default(),
+            refusal_window: Duration::from_secs(10),
+        }
+    }
+}
+
+/// At most this many callers' refusals are tallied at once; beyond it they are logged singly.
+const MAX_TALLIED_CALLERS: usize = 10_000;
+
+/// The sink the gateway and the modules log to: the writer, with rate-limited refusals
+/// summarised ([`RefusalTally`]).
+#[derive(Debug)]
+pub struct SummarisingSink {
+    inner: Arc<dyn AuditSink>,
+    tally: Mutex<RefusalTally>,
+}
+
+impl SummarisingSink {
+    /// Wraps `inner`, summarising per `window`.
+    pub fn new(inner: Arc<dyn AuditSink>, window: Duration) -> Self {
+        Self {
+            inner,
+            tally: Mutex::new(RefusalTally::new(window, MAX_TALLIED_CALLERS)),
+        }
+    }
+
+    /// Logs the summaries of the windows that have passed (or of all, when `all`).
+    pub fn flush(&self, all: bool) {
+        let now = chrono::Utc::now();
+        let out = match self.tally.lock() {
+            Ok(mut t) if all => t.drain(now),
+            Ok(mut t) => t.due(now),
+            Err(_) => return,
+        };
+        for e in out {
+            self.inner.record(e);
+        }
+    }
+}
+
+impl AuditSink for SummarisingSink {
+    fn record(&self, entry: NewAuditEntry) {
+        if entry.status != Some(429) {
+            return self.inner.record(entry);
+        }
+        let now = match self.tally.lock() {
+            Ok(mut t) => t.offer(entry),
+            Err(poisoned) => poisoned.into_inner().offer(entry),
+        };
+        if let Some(e) = now {
+            self.inner.record(e);
         }
     }
 }
@@ -70,8 +126,10 @@ pub struct AppAudit {
     pub key: ChainKey,
     /// The writer (call [`AuditWriter::shutdown`] on shutdown).
     pub writer: AuditWriter,
-    /// The writer as a sink, for the gateway and the other modules of this process.
+    /// The writer as a sink, for the gateway and the other modules of this process
+    /// (rate-limited refusals summarised, see [`SummarisingSink`]).
     pub sink: Arc<dyn AuditSink>,
+    summaries: Arc<SummarisingSink>,
     /// The vulnerability register.
     pub vulnerabilities: Arc<Vulnerabilities<SeaFindingStore>>,
     /// Settings.
@@ -92,7 +150,8 @@ impl AppAudit {
         );
         migrate(&db).await?;
         let writer = AuditWriter::start(db.clone(), key.clone(), settings.writer);
-        let sink = writer.sink();
+        let summaries = Arc::new(SummarisingSink::new(writer.sink(), settings.refusal_window));
+        let sink: Arc<dyn AuditSink> = summaries.clone();
         let vulnerabilities = Arc::new(Vulnerabilities::new(
             SeaFindingStore::new(db.clone()),
             sink.clone(),
@@ -102,6 +161,7 @@ impl AppAudit {
             key,
             writer,
             sink,
+            summaries,
             vulnerabilities,
             settings,
         })
@@ -119,11 +179,18 @@ impl AppAudit {
             self.settings.retention_days,
         )?;
         let overdue = spawn_overdue_scan(self.db.clone(), events, self.settings.overdue_every);
-        Ok(vec![purge, overdue])
+        let summaries = self.summaries.clone();
+        let tick = (self.settings.refusal_window / 10).max(Duration::from_millis(100));
+        let refusals = BackgroundJob::every("audit-refusal-summaries", tick, move || {
+            summaries.flush(false);
+            std::future::ready(())
+        });
+        Ok(vec![purge, overdue, refusals])
     }
 
-    /// Stores every queued audit entry and stops the writer.
+    /// Logs the open refusal summaries, stores every queued audit entry and stops the writer.
     pub async fn shutdown(&self) {
+        self.summaries.flush(true);
         self.writer.shutdown().await;
     }
 }

@@ -124,3 +124,59 @@ both_backends!(
         }
     }
 );
+
+async fn with_tight_limits(backend: &'static str) -> (TestApp, ()) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.rate_limits.per_key = etxhub::config::RateCfg { rate: 1.0, burst: 1 };
+        c.audit.refusal_summary_secs = 1;
+    })
+    .await;
+    (app, ())
+}
+
+both_backends!(
+    a_flood_of_refusals_is_the_first_entry_and_one_summary,
+    with = with_tight_limits,
+    |app: TestApp, ()| async move {
+        // R-SEC-9 with R-SEC-2 (issue 4 §6): 40 requests of one key within a second, one
+        // accepted, 39 refused with 429 — not 40 rows.
+        let mut statuses = Vec::new();
+        for _ in 0..40 {
+            statuses.push(
+                app.get("/api/v1/organisations/me", &app.key_a)
+                    .await
+                    .status()
+                    .as_u16(),
+            );
+        }
+        assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+        assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 39);
+        wait_entries(&app, 3).await;
+        // The summary is written once the 1 s window has passed.
+        for _ in 0..100 {
+            if rows(&app)
+                .await
+                .iter()
+                .any(|r| r.action.as_deref() == Some("rate_limited.summary"))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let rows = rows(&app).await;
+        let refused: Vec<_> = rows.iter().filter(|r| r.status == Some(429)).collect();
+        assert_eq!(refused.len(), 2, "the first refusal and one summary: {refused:?}");
+        assert_eq!(refused[0].action, None);
+        let summary = refused[1];
+        assert_eq!(summary.action.as_deref(), Some("rate_limited.summary"));
+        let detail: Value = serde_json::from_str(&summary.detail).unwrap();
+        assert_eq!(detail["count"], 38, "{detail}");
+        assert!(detail["first_at"].is_string() && detail["last_at"].is_string());
+        assert_eq!(summary.key_id, refused[0].key_id);
+        assert_eq!(summary.route.as_deref(), Some("/api/v1/organisations/me"));
+        match etxhub::verify_audit(&app.cfg).await.unwrap() {
+            etx_audit_core::VerifyReport::Ok { .. } => {}
+            broken => panic!("{broken:?}"),
+        }
+    }
+);

@@ -413,7 +413,7 @@ impl RateLimits {
         match decision {
             Ok(d) if d.allowed => None,
             Ok(d) => {
-                tracing::info!(limit = %key, retry_after_ms = d.retry_after.as_millis() as u64, "request rate-limited at the gateway");
+                tracing::debug!(limit = %key, retry_after_ms = d.retry_after.as_millis() as u64, "request rate-limited at the gateway");
                 Some(Box::new(refusal(&d)))
             }
             Err(e) => {
