@@ -1,7 +1,8 @@
 //! A database dump contains no usable secret (issue 4 acceptance, R-SEC-5): after sources,
 //! people, MFA enrolment, sign-ins and submissions, neither `pg_dump` of the whole PostgreSQL
 //! database nor the SQLite files hold an API key, a password, a TOTP secret, a recovery code, a
-//! session token, the master or keyed-hash key, or a record's personal payload in clear.
+//! session token, an OAuth2 client secret or access token, the master or keyed-hash key, or a
+//! record's personal payload in clear.
 
 use crate::both_backends;
 use crate::helpers::*;
@@ -105,6 +106,11 @@ both_backends!(
             secrets.push(("session token", token));
             secrets.push(("CSRF token", sess.csrf.clone()));
         }
+        // A connected system's OAuth2 client secret and access token (issue 4 §4).
+        let client = crate::oauth::register(&app, &app.key_a, None).await;
+        let access_token = crate::oauth::token(&app, &client, None).await;
+        secrets.push(("OAuth2 client secret", client.secret.clone()));
+        secrets.push(("OAuth2 access token", access_token));
         // A record with a citizen id in its payload, and the deployment's own keys.
         let mut record = stats_record(3.0, Some("dump-1"));
         record["payload"]["note"] = json!("CCCD 079203001234 của người nộp");

@@ -24,13 +24,13 @@ const FORM: &str = "application/x-www-form-urlencoded";
 
 /// An OAuth client's credentials.
 #[derive(Clone)]
-struct Client {
-    id: String,
-    secret: String,
+pub(crate) struct Client {
+    pub(crate) id: String,
+    pub(crate) secret: String,
 }
 
 /// Registers a client with `key`'s system and `scopes` (absent: the default).
-async fn register(app: &TestApp, key: &str, scopes: Option<&[&str]>) -> Client {
+pub(crate) async fn register(app: &TestApp, key: &str, scopes: Option<&[&str]>) -> Client {
     let body = match scopes {
         Some(s) => json!({ "scopes": s }),
         None => json!({}),
@@ -70,7 +70,7 @@ async fn form(app: &TestApp, path: &str, body: &str, basic: Option<&Client>) -> 
 }
 
 /// A token for `c` by HTTP Basic with `scope` (absent: all of the client's).
-async fn token(app: &TestApp, c: &Client, scope: Option<&str>) -> String {
+pub(crate) async fn token(app: &TestApp, c: &Client, scope: Option<&str>) -> String {
     let body = match scope {
         Some(s) => format!(
             "grant_type=client_credentials&scope={}",
