@@ -30,7 +30,8 @@
 //!   the request id.
 //!
 //! Headers: `Content-Type: application/problem+json`, `Content-Language: vi|en`, `Retry-After`
-//! when set, and `WWW-Authenticate: ApiKey realm="etxhub"` on every 401.
+//! when set, and `WWW-Authenticate: ApiKey realm="etxhub", Bearer realm="etxhub"` on every 401
+//! (an API key, or an OAuth2 access token per RFC 6750).
 //!
 //! [`ApiError`] is a [`ResponseError`]: handlers return `Result<_, ApiError>`. Its plain
 //! `error_response()` is Vietnamese and has no request id; the
@@ -50,7 +51,7 @@ use std::fmt;
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// The `WWW-Authenticate` challenge sent with every 401.
-pub const WWW_AUTHENTICATE_CHALLENGE: &str = "ApiKey realm=\"etxhub\"";
+pub const WWW_AUTHENTICATE_CHALLENGE: &str = "ApiKey realm=\"etxhub\", Bearer realm=\"etxhub\"";
 
 const PROBLEM_TYPE_PREFIX: &str = "urn:etxhub:problem:";
 

@@ -26,7 +26,7 @@ pub enum AuthErrors {
     /// Missing, invalid, expired or revoked credentials (`missing_credentials`,
     /// `invalid_credentials`, `revoked_credentials`); with `WWW-Authenticate`.
     #[response(status = 401, content_type = "application/problem+json",
-        headers(("WWW-Authenticate" = String, description = "`ApiKey realm=\"etxhub\"`")))]
+        headers(("WWW-Authenticate" = String, description = "`ApiKey realm=\"etxhub\", Bearer realm=\"etxhub\"`")))]
     Unauthorized(Problem),
     /// The caller may not do this: a key whose scopes or address allow-list do not cover the
     /// request, or a caller that is not a connected system (`forbidden`, `insufficient_scope`,

@@ -593,7 +593,10 @@ async fn principal_extractor_without_a_principal_is_a_401_problem() {
     let (status, h, body) = send(&app, test::TestRequest::get().uri("/who").to_request()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_problem(status, &h, &body, "untrusted_caller");
-    assert_eq!(header_str(&h, "www-authenticate"), "ApiKey realm=\"etxhub\"");
+    assert_eq!(
+        header_str(&h, "www-authenticate"),
+        "ApiKey realm=\"etxhub\", Bearer realm=\"etxhub\""
+    );
 }
 
 #[actix_web::test]

@@ -138,7 +138,7 @@ fn add_error_responses(doc: &mut serde_json::Value) {
                     );
                     r["headers"] = serde_json::json!({
                         "WWW-Authenticate": {
-                            "description": "`ApiKey realm=\"etxhub\"`",
+                            "description": "`ApiKey realm=\"etxhub\", Bearer realm=\"etxhub\"`",
                             "schema": { "type": "string" }
                         }
                     });
