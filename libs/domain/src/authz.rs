@@ -298,6 +298,35 @@ pub fn clearance(actor: Actor<'_>) -> Classification {
     }
 }
 
+/// Which organisations' objects a caller reads (issue 4 §3: role × organisation subtree ×
+/// classification, DESIGN.md §5 "a province sees its own subtree").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrgScope {
+    /// Only this organisation's (a connected system reads back what its organisation sent).
+    Own(crate::OrgId),
+    /// This organisation's and every organisation below it in the hierarchy (a person acts
+    /// within their home organisation's subtree).
+    Subtree(crate::OrgId),
+}
+
+impl OrgScope {
+    /// The organisation the scope starts from.
+    pub fn root(self) -> crate::OrgId {
+        match self {
+            Self::Own(o) | Self::Subtree(o) => o,
+        }
+    }
+}
+
+/// The organisation scope of `actor`, whose home organisation is `org`: a connected system its
+/// own organisation only, a person their organisation's subtree.
+pub fn org_scope(actor: Actor<'_>, org: crate::OrgId) -> OrgScope {
+    match actor {
+        Actor::System { .. } => OrgScope::Own(org),
+        Actor::Person { .. } => OrgScope::Subtree(org),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

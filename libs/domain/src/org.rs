@@ -311,6 +311,11 @@ impl OrgTree {
         }
     }
 
+    /// Every organisation, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Organisation> {
+        self.orgs.values()
+    }
+
     /// Looks an organisation up.
     pub fn get(&self, id: OrgId) -> Option<&Organisation> {
         self.orgs.get(&id)

@@ -21,7 +21,7 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use etx_domain::authz::{self, Actor, Denial, Permission};
+use etx_domain::authz::{self, Actor, Denial, OrgScope, Permission};
 use etx_domain::{ApiKeyId, Classification, ErrorCode, OrgId, SystemId};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -88,6 +88,12 @@ impl Principal {
     /// The highest classification this principal reads in clear ([`authz::clearance`]).
     pub fn clearance(&self) -> Classification {
         authz::clearance(self.actor())
+    }
+
+    /// The organisations whose objects this principal reads ([`authz::org_scope`]): a system
+    /// its own organisation's, a person their home organisation's subtree.
+    pub fn org_scope(&self) -> OrgScope {
+        authz::org_scope(self.actor(), self.org_id)
     }
 }
 

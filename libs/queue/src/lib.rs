@@ -7,11 +7,14 @@
 //! separate streams (R-ING-2), and nothing stored is lost on restart or crash: a message leaves
 //! a group only when acknowledged or moved to the dead-letter stream (R-AVAIL).
 //!
-//! Both adapters pass the same contract suite (`tests/contract.rs`).
+//! Both adapters pass the same contract suite (`tests/contract.rs`). Services do not drive the
+//! port by hand: they run a [`Consumer`] (module [`consumer`]) with their [`Handler`].
 
+pub mod consumer;
 pub mod embedded;
 pub mod redis_streams;
 
+pub use consumer::{Consumer, ConsumerConfig, ConsumerHandle, Handler, Outcome};
 pub use embedded::EmbeddedQueue;
 pub use etx_domain::Priority;
 pub use redis_streams::RedisQueue;

@@ -76,6 +76,8 @@ pub struct Running {
     pub server: actix_web::dev::Server,
     /// The outbox relay, when this process runs ingestion.
     pub relay: Option<(RelayHandle, tokio::task::JoinHandle<()>)>,
+    /// The queue consumers of the modules this process runs (stopped before the relay).
+    pub consumers: Vec<(etx_queue::ConsumerHandle, tokio::task::JoinHandle<()>)>,
     /// The batch use cases (their workers are stopped on shutdown), when this process runs
     /// ingestion.
     pub batches: Option<etx_ingestion::batch::Batches>,
@@ -172,10 +174,11 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     };
 
     let mut relay = None;
+    let mut consumers = Vec::new();
     let ingestion = if targets.contains("ingestion") {
         let queue = open_queue(cfg, &db).await?;
         readiness.add_queue(queue.clone());
-        let outbox = OutboxRelay::new(db.clone(), queue);
+        let outbox = OutboxRelay::new(db.clone(), queue.clone());
         let handle = outbox.handle();
         let ring = Arc::new(KeyRing::new(secrets.master.clone(), secrets.previous.clone()));
         let hasher = Arc::new(KeyedHasher::new(&secrets.hmac_key));
@@ -199,6 +202,12 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
         // Built first: it runs the migrations that create the outbox table the relay reads.
         let app = AppIngestion::build(db.clone(), ring, hasher, Some(handle), settings).await?;
         relay = Some(outbox.spawn(Duration::from_millis(200)));
+        // Ingestion's replica of the hierarchy, for subtree reads (issue 4 §3).
+        consumers.push(etx_queue::Consumer::spawn(
+            queue,
+            Arc::new(etx_ingestion::store::org_replica(&db)),
+            etx_queue::ConsumerConfig::new(etx_storage::ORGS_STREAM, "ingestion"),
+        ));
         Some(web::Data::new(app))
     } else {
         None
@@ -409,6 +418,7 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     Ok(Running {
         server,
         relay,
+        consumers,
         batches,
         audit,
         addr,

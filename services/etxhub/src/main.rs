@@ -285,6 +285,12 @@ async fn serve(cfg: Config, target: &str) -> anyhow::Result<()> {
         tracing::info!("storing the last audit entries");
         audit.shutdown().await;
     }
+    for (handle, _) in &running.consumers {
+        handle.stop();
+    }
+    for (_, task) in running.consumers {
+        let _ = tokio::time::timeout(grace, task).await;
+    }
     tracing::info!("draining the outbox");
     if let Some((handle, task)) = running.relay {
         handle.stop();

@@ -21,4 +21,5 @@ mod ratelimit;
 mod schemas;
 mod security;
 mod soap;
+mod subtree;
 mod users;

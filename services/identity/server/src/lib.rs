@@ -70,6 +70,9 @@ impl AppIdentity {
     pub async fn build(db: DatabaseConnection, deps: IdentityDeps) -> anyhow::Result<Self> {
         migrate(&db).await?;
         let store = SeaIdentityStore::new(db);
+        // Every start re-announces the whole hierarchy, so the services' subtree replicas
+        // converge even when one is new or the queue lost its streams (issue 4 §3).
+        store.announce_hierarchy().await?;
         let watch: Arc<dyn SecurityWatch> = Arc::new(EarlyWarning::new(
             store.clone(),
             deps.events,

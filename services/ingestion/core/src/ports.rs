@@ -2,7 +2,8 @@
 //! receipt and outbox rows in one transaction, and only then answers.
 
 use crate::model::{Receipt, StoredRecord, Submission, SubmitOutcome};
-use etx_domain::{OrgId, ReceiptId, RecordId};
+use etx_domain::authz::OrgScope;
+use etx_domain::{ReceiptId, RecordId};
 
 /// Why a submission could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +42,10 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
     /// - MUST NOT return `Ok` before the transaction is durably committed.
     async fn submit(&self, submission: Submission) -> Result<SubmitOutcome, SubmitError>;
 
-    /// A record of `org`, decrypted. `Ok(None)` when unknown or another organisation's.
-    async fn record(&self, org: OrgId, id: RecordId) -> Result<Option<StoredRecord>, StoreError>;
+    /// A record of an organisation within `scope`, decrypted. `Ok(None)` when unknown or
+    /// outside the scope (issue 4 §3: a person reads their organisation's subtree).
+    async fn record(&self, scope: OrgScope, id: RecordId) -> Result<Option<StoredRecord>, StoreError>;
 
-    /// A receipt of `org`. `Ok(None)` when unknown or another organisation's.
-    async fn receipt(&self, org: OrgId, id: ReceiptId) -> Result<Option<Receipt>, StoreError>;
+    /// A receipt of an organisation within `scope`. `Ok(None)` when unknown or outside it.
+    async fn receipt(&self, scope: OrgScope, id: ReceiptId) -> Result<Option<Receipt>, StoreError>;
 }

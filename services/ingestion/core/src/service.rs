@@ -8,6 +8,7 @@ use crate::ports::{RecordStore, StoreError, SubmitError};
 use crate::schema::{SchemaRegistry, parse_item};
 use chrono::Utc;
 use etx_crypto::KeyedHasher;
+use etx_domain::authz::OrgScope;
 use etx_domain::{
     ApiKeyId, ContentHash, ErrorCode, FieldViolation, IdempotencyKey, Method, OrgId, ReceiptId, RecordId,
     SystemId, ViolationCode,
@@ -273,13 +274,13 @@ impl<S: RecordStore> IngestionService<S> {
         Ok(self.store.submit(submission).await?)
     }
 
-    /// A record of the caller's organisation.
-    pub async fn record(&self, org: OrgId, id: RecordId) -> Result<Option<StoredRecord>, StoreError> {
-        self.store.record(org, id).await
+    /// A record of an organisation within the caller's scope.
+    pub async fn record(&self, scope: OrgScope, id: RecordId) -> Result<Option<StoredRecord>, StoreError> {
+        self.store.record(scope, id).await
     }
 
-    /// A receipt of the caller's organisation.
-    pub async fn receipt(&self, org: OrgId, id: ReceiptId) -> Result<Option<Receipt>, StoreError> {
-        self.store.receipt(org, id).await
+    /// A receipt of an organisation within the caller's scope.
+    pub async fn receipt(&self, scope: OrgScope, id: ReceiptId) -> Result<Option<Receipt>, StoreError> {
+        self.store.receipt(scope, id).await
     }
 }

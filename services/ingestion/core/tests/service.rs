@@ -32,10 +32,18 @@ impl RecordStore for Fake {
         self.seen.lock().unwrap().push(s);
         Ok(SubmitOutcome::Created(r))
     }
-    async fn record(&self, _: OrgId, _: RecordId) -> Result<Option<StoredRecord>, StoreError> {
+    async fn record(
+        &self,
+        _: etx_domain::authz::OrgScope,
+        _: RecordId,
+    ) -> Result<Option<StoredRecord>, StoreError> {
         Ok(None)
     }
-    async fn receipt(&self, _: OrgId, _: ReceiptId) -> Result<Option<Receipt>, StoreError> {
+    async fn receipt(
+        &self,
+        _: etx_domain::authz::OrgScope,
+        _: ReceiptId,
+    ) -> Result<Option<Receipt>, StoreError> {
         Ok(None)
     }
 }

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use entities::{api_key, organisation, system};
 use etx_domain::{ApiKeyId, OrgCode, OrgId, OrgKind, OrgName, Organisation, SystemId};
 use etx_identity_core::{ApiKeyInfo, ConfigChange, IdentityStore, KeyMaterial, StoreError, SystemInfo};
+use etx_storage::{OrgLineage, insert_outbox};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
     QueryOrder, Set,
@@ -33,6 +34,40 @@ impl SeaIdentityStore {
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
     }
+
+    /// Announces every organisation's lineage on `events.orgs` (through the outbox), for the
+    /// services' subtree replicas ([`etx_storage::org_tree`]). Idempotent.
+    pub async fn announce_hierarchy(&self) -> Result<usize, StoreError> {
+        let orgs = etx_identity_core::AccountStore::organisations(self).await?;
+        let lineages = etx_storage::OrgLineage::all(&etx_domain::OrgTree::new(orgs));
+        let txn = etx_storage::begin_write(&self.db).await.map_err(map_err)?;
+        insert_outbox(&txn, etx_storage::org_tree::announcements(&lineages))
+            .await
+            .map_err(map_err)?;
+        txn.commit().await.map_err(map_err)?;
+        Ok(lineages.len())
+    }
+}
+
+/// The lineage of a new organisation `org`: its ancestors read within `txn`, nearest first.
+async fn lineage_on<C: ConnectionTrait>(txn: &C, org: &Organisation) -> Result<OrgLineage, StoreError> {
+    let mut ancestors = Vec::new();
+    let mut next = org.parent;
+    while let Some(id) = next {
+        if ancestors.contains(&id) || id == org.id || ancestors.len() >= 32 {
+            break;
+        }
+        ancestors.push(id);
+        next = organisation::Entity::find_by_id(id.as_uuid())
+            .one(txn)
+            .await
+            .map_err(map_err)?
+            .and_then(|m| m.parent_id.map(OrgId::from_uuid));
+    }
+    Ok(OrgLineage {
+        org_id: org.id,
+        ancestors,
+    })
 }
 
 pub(crate) fn map_err(e: DbErr) -> StoreError {
@@ -146,6 +181,11 @@ impl IdentityStore for SeaIdentityStore {
             .insert(&txn)
             .await
             .map_err(map_err)?;
+            // The services' subtree replicas learn of it in the same transaction (issue 4 §3).
+            let lineage = lineage_on(&txn, org).await?;
+            insert_outbox(&txn, etx_storage::org_tree::announcements(&[lineage]))
+                .await
+                .map_err(map_err)?;
         }
         system_model(sys).insert(&txn).await.map_err(map_err)?;
         sources::insert_key_on(&txn, key).await?;

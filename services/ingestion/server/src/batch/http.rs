@@ -9,8 +9,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use etx_domain::authz::Permission;
-use etx_domain::{Lang, OrgId};
+use etx_domain::Lang;
+use etx_domain::authz::{OrgScope, Permission};
 use etx_http_kit::openapi::{AuthErrors, BadParameter, TooLarge};
 use etx_http_kit::{ApiError, Principal, Problem, RequestLang};
 use etx_ingestion_core::SourceCaller;
@@ -467,7 +467,7 @@ pub async fn get_batch(
     p.require(Permission::ReadSubmissions)?;
     let v = app
         .batches
-        .status(p.org_id, path.into_inner())
+        .status(p.org_scope(), path.into_inner())
         .await
         .map_err(api_error)?
         .ok_or_else(ApiError::not_found)?;
@@ -551,13 +551,13 @@ pub async fn get_batch_errors(
     // 404 before any byte is sent.
     let first = app
         .batches
-        .errors_page(p.org_id, id, None, PAGE)
+        .errors_page(p.org_scope(), id, None, PAGE)
         .await
         .map_err(api_error)?
         .ok_or_else(ApiError::not_found)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let batches = app.batches.clone();
-    tokio::spawn(stream_errors(batches, p.org_id, id, first, lang.0, csv, tx));
+    tokio::spawn(stream_errors(batches, p.org_scope(), id, first, lang.0, csv, tx));
     let body = etx_http_kit::channel_stream(rx);
     let mut resp = HttpResponse::Ok();
     if csv {
@@ -575,7 +575,7 @@ const PAGE: u64 = 1000;
 
 async fn stream_errors(
     batches: Batches,
-    org: OrgId,
+    scope: OrgScope,
     id: Uuid,
     mut page: Vec<(super::RowError, i32)>,
     lang: Lang,
@@ -628,7 +628,7 @@ async fn stream_errors(
             return;
         }
         let after = page.last().map(|(e, seq)| (e.row, *seq));
-        page = match batches.errors_page(org, id, after, PAGE).await {
+        page = match batches.errors_page(scope, id, after, PAGE).await {
             Ok(Some(p)) => p,
             Ok(None) => Vec::new(),
             Err(e) => {

@@ -28,7 +28,8 @@ use crate::store::keys::KeyManager;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use etx_crypto::Aad;
-use etx_domain::{ErrorCode, FieldViolation, OrgId, ViolationCode};
+use etx_domain::authz::OrgScope;
+use etx_domain::{ErrorCode, FieldViolation, ViolationCode};
 use etx_http_kit::ApiError;
 use etx_ingestion_core::batch::{
     BatchCounts, BatchDefaults, BatchFormat, BatchState, BatchView, ControlTotals, RejectReason,
@@ -469,10 +470,10 @@ impl Batches {
         }
     }
 
-    /// A batch of `org`; `None` when unknown or another organisation's.
-    pub async fn status(&self, org: OrgId, id: Uuid) -> Result<Option<BatchView>, BatchError> {
+    /// A batch of an organisation within `scope`; `None` when unknown or outside it.
+    pub async fn status(&self, scope: OrgScope, id: Uuid) -> Result<Option<BatchView>, BatchError> {
         let m = batch::Entity::find_by_id(id)
-            .filter(batch::Column::OrgId.eq(org.as_uuid()))
+            .filter(crate::store::org_replica(&self.inner.db).condition(batch::Column::OrgId, scope))
             .one(&self.inner.db)
             .await?;
         let Some(m) = m else { return Ok(None) };
@@ -492,12 +493,12 @@ impl Batches {
     /// row order; `None` when the batch is unknown or another organisation's.
     pub async fn errors_page(
         &self,
-        org: OrgId,
+        scope: OrgScope,
         id: Uuid,
         after: Option<(u64, i32)>,
         limit: u64,
     ) -> Result<Option<Vec<(RowError, i32)>>, BatchError> {
-        if self.status(org, id).await?.is_none() {
+        if self.status(scope, id).await?.is_none() {
             return Ok(None);
         }
         let mut q = batch_error::Entity::find().filter(batch_error::Column::BatchId.eq(id));

@@ -32,8 +32,8 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use bytes::Bytes;
 use chrono::Utc;
-use etx_domain::authz::Permission;
-use etx_domain::{ErrorCode, FieldViolation, OrgId, ViolationCode};
+use etx_domain::authz::{OrgScope, Permission};
+use etx_domain::{ErrorCode, FieldViolation, ViolationCode};
 use etx_http_kit::openapi::AuthErrors;
 use etx_http_kit::{ApiError, Principal, Problem};
 use futures_util::StreamExt;
@@ -129,11 +129,11 @@ impl Exporter {
     /// Starts the export of `org`'s records matching `params` and waits for its first chunk.
     /// The rest is produced by a background task as the body is consumed; dropping the body
     /// stops it.
-    #[tracing::instrument(skip(self, params), fields(org = %org, format = ?params.format))]
-    pub async fn start(&self, org: OrgId, params: ExportParams) -> Result<Download, StartError> {
+    #[tracing::instrument(skip(self, params), fields(org = %scope.root(), format = ?params.format))]
+    pub async fn start(&self, scope: OrgScope, params: ExportParams) -> Result<Download, StartError> {
         let format = params.format;
         let bom = params.bom;
-        let pages = RecordPages::new(self.db.clone(), self.keys.clone(), org, params, Utc::now());
+        let pages = RecordPages::new(self.db.clone(), self.keys.clone(), scope, params, Utc::now());
         if format == ExportFormat::Xlsx {
             let n = pages.count().await?;
             if n > xlsx_format::MAX_RECORDS {
@@ -334,18 +334,22 @@ pub async fn export_records(
     let mut params = ExportParams::parse(&query)
         .map_err(|v| ApiError::new(ErrorCode::InvalidParameter).with_violations(v))?;
     params.clearance = p.clearance();
-    let download = app.exports.start(p.org_id, params).await.map_err(|e| match e {
-        StartError::TooManyForXlsx(n) => ApiError::new(ErrorCode::InvalidParameter)
-            .with_detail(format!(
-                "{n} records match; one XLSX sheet holds at most {}",
-                xlsx_format::MAX_RECORDS
-            ))
-            .with_violations(vec![
-                FieldViolation::new("query:format", ViolationCode::TooLarge)
-                    .with_detail("use csv or json, or narrow the export with from and to"),
-            ]),
-        StartError::Failed(e) => ApiError::internal(e),
-    })?;
+    let download = app
+        .exports
+        .start(p.org_scope(), params)
+        .await
+        .map_err(|e| match e {
+            StartError::TooManyForXlsx(n) => ApiError::new(ErrorCode::InvalidParameter)
+                .with_detail(format!(
+                    "{n} records match; one XLSX sheet holds at most {}",
+                    xlsx_format::MAX_RECORDS
+                ))
+                .with_violations(vec![
+                    FieldViolation::new("query:format", ViolationCode::TooLarge)
+                        .with_detail("use csv or json, or narrow the export with from and to"),
+                ]),
+            StartError::Failed(e) => ApiError::internal(e),
+        })?;
     let filename = format!(
         "etxhub-records-{}.{}",
         Utc::now().format("%Y-%m-%d"),

@@ -1,4 +1,4 @@
-//! Reads one organisation's records for an export: keyset pages ordered by
+//! Reads the records of the organisations within a caller's scope for an export: keyset pages ordered by
 //! `(received_at, id)`, payloads decrypted as each page is read (R-SEC-5: clear payloads exist
 //! only in memory, one page at a time).
 
@@ -8,7 +8,8 @@ use crate::KeyManager;
 use crate::store::entities::record;
 use chrono::{DateTime, SecondsFormat, Utc};
 use etx_crypto::Aad;
-use etx_domain::{Classification, OrgId, Priority};
+use etx_domain::authz::OrgScope;
+use etx_domain::{Classification, Priority};
 use sea_orm::sea_query::Condition;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder,
@@ -122,7 +123,7 @@ struct Row {
 pub struct RecordPages {
     db: DatabaseConnection,
     keys: KeyManager,
-    org: Uuid,
+    scope: OrgScope,
     params: ExportParams,
     /// Records received after this instant (the export's start) are not part of it, so a long
     /// export is a stable picture and always ends.
@@ -132,18 +133,19 @@ pub struct RecordPages {
 }
 
 impl RecordPages {
-    /// The records of `org` matching `params`, received up to `until`.
+    /// The records of the organisations within `scope` matching `params`, received up to
+    /// `until`.
     pub fn new(
         db: DatabaseConnection,
         keys: KeyManager,
-        org: OrgId,
+        scope: OrgScope,
         params: ExportParams,
         until: DateTime<Utc>,
     ) -> Self {
         Self {
             db,
             keys,
-            org: org.as_uuid(),
+            scope,
             params,
             until,
             after: None,
@@ -154,7 +156,7 @@ impl RecordPages {
     fn query(&self) -> Select<record::Entity> {
         let p = &self.params;
         let mut q = record::Entity::find()
-            .filter(record::Column::OrgId.eq(self.org))
+            .filter(crate::store::org_replica(&self.db).condition(record::Column::OrgId, self.scope))
             .filter(record::Column::ReceivedAt.lte(self.until));
         if let Some(c) = p.category {
             q = q.filter(record::Column::Category.eq(c.as_str()));

@@ -202,7 +202,7 @@ pub async fn get_record(
     let clearance = p.clearance();
     let rec = app
         .service
-        .record(p.org_id, RecordId::from_uuid(path.into_inner()))
+        .record(p.org_scope(), RecordId::from_uuid(path.into_inner()))
         .await
         .map_err(ApiError::internal)?
         .filter(|r| r.envelope.classification <= clearance)
@@ -227,7 +227,7 @@ pub async fn get_receipt(
     p.require(Permission::ReadSubmissions)?;
     let r = app
         .service
-        .receipt(p.org_id, ReceiptId::from_uuid(path.into_inner()))
+        .receipt(p.org_scope(), ReceiptId::from_uuid(path.into_inner()))
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(ApiError::not_found)?;

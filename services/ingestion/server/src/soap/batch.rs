@@ -188,7 +188,7 @@ pub(crate) async fn get_batch_status(
     let id = uuid_of(input, "GetBatchStatus", "batch_id")?;
     let view = app
         .batches
-        .status(p.org_id, id)
+        .status(p.org_scope(), id)
         .await
         .map_err(|e| Fault::from(soap_paths(crate::batch::api_error(e))))?
         .ok_or_else(|| Fault::from(ApiError::new(ErrorCode::NotFound)))?;

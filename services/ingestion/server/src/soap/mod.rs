@@ -246,7 +246,7 @@ async fn get_receipt(app: &AppIngestion, p: &Principal, input: &xml::XmlNode) ->
     let id = uuid_of(input, "GetReceipt", "receipt_id")?;
     let r = app
         .service
-        .receipt(p.org_id, ReceiptId::from_uuid(id))
+        .receipt(p.org_scope(), ReceiptId::from_uuid(id))
         .await
         .map_err(|e| Fault::from(ApiError::internal(e)))?
         .ok_or_else(|| Fault::from(ApiError::not_found()))?;

@@ -16,6 +16,10 @@ impl MigratorTrait for Migrator {
             Box::new(OutboxMigration),
             Box::new(M0002Records),
             Box::new(M0003Batches),
+            Box::new(etx_storage::OrgTreeMigration {
+                name: "ingestion_m0004_org_tree",
+                table: super::ORG_TREE_TABLE,
+            }),
         ]
     }
 

@@ -9,6 +9,7 @@ pub mod migrations;
 use async_trait::async_trait;
 use entities::{receipt, record};
 use etx_crypto::Aad;
+use etx_domain::authz::OrgScope;
 use etx_domain::{
     Category, Classification, ContentHash, Envelope, Form, Method, OrgId, Period, Priority, Provenance,
     ReceiptId, RecordId, SchemaVersion, SystemId,
@@ -16,11 +17,10 @@ use etx_domain::{
 use etx_ingestion_core::{
     Receipt, RecordStatus, RecordStore, StoreError, StoredRecord, Submission, SubmitError, SubmitOutcome,
 };
-use etx_storage::{OutboxEntry, RelayHandle, insert_outbox};
+use etx_storage::{OrgReplica, OutboxEntry, RelayHandle, insert_outbox};
 use keys::KeyManager;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, QueryFilter,
-    Set,
+    DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, QueryFilter, Set,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -40,11 +40,20 @@ struct Job {
     reply: oneshot::Sender<Result<SubmitOutcome, SubmitError>>,
 }
 
+/// The table of ingestion's replica of the organisation hierarchy (subtree reads, issue 4 §3).
+pub const ORG_TREE_TABLE: &str = "ingestion_org_tree";
+
+/// Ingestion's replica of the organisation hierarchy over `db`.
+pub fn org_replica(db: &DatabaseConnection) -> OrgReplica {
+    OrgReplica::new(db.clone(), ORG_TREE_TABLE)
+}
+
 /// The group-commit record store.
 #[derive(Clone)]
 pub struct SeaRecordStore {
     db: DatabaseConnection,
     keys: KeyManager,
+    orgs: OrgReplica,
     tx: mpsc::Sender<Job>,
 }
 
@@ -73,7 +82,8 @@ impl SeaRecordStore {
             let rx = rx.clone();
             tokio::spawn(async move { w.run(rx).await });
         }
-        Self { db, keys, tx }
+        let orgs = org_replica(&db);
+        Self { db, keys, orgs, tx }
     }
 
     fn seal(&self, sub: &Submission) -> Result<(Vec<Vec<u8>>, uuid::Uuid), SubmitError> {
@@ -125,9 +135,9 @@ impl RecordStore for SeaRecordStore {
             .map_err(|_| SubmitError::Unavailable("writer stopped".into()))?
     }
 
-    async fn record(&self, org: OrgId, id: RecordId) -> Result<Option<StoredRecord>, StoreError> {
+    async fn record(&self, scope: OrgScope, id: RecordId) -> Result<Option<StoredRecord>, StoreError> {
         let m = record::Entity::find_by_id(id.as_uuid())
-            .filter(record::Column::OrgId.eq(org.as_uuid()))
+            .filter(self.orgs.condition(record::Column::OrgId, scope))
             .one(&self.db)
             .await
             .map_err(|e| StoreError::Unknown(e.into()))?;
@@ -145,9 +155,9 @@ impl RecordStore for SeaRecordStore {
         Ok(Some(to_stored(m, payload).map_err(StoreError::Unknown)?))
     }
 
-    async fn receipt(&self, org: OrgId, id: ReceiptId) -> Result<Option<Receipt>, StoreError> {
+    async fn receipt(&self, scope: OrgScope, id: ReceiptId) -> Result<Option<Receipt>, StoreError> {
         let m = receipt::Entity::find_by_id(id.as_uuid())
-            .filter(receipt::Column::OrgId.eq(org.as_uuid()))
+            .filter(self.orgs.condition(receipt::Column::OrgId, scope))
             .one(&self.db)
             .await
             .map_err(|e| StoreError::Unknown(e.into()))?;
