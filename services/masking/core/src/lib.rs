@@ -50,6 +50,7 @@ pub mod masked;
 pub mod operators;
 mod pointer;
 pub mod policy;
+pub mod ports;
 pub mod provinces;
 mod text;
 pub mod tokens;
@@ -64,6 +65,7 @@ pub use operators::{
 };
 pub use pointer::FieldPattern;
 pub use policy::{Audience, AudienceOperators, BUILTIN_POLICY, FieldRule, MaskingPolicy, PolicyError};
+pub use ports::{RecordSource, SourceError, SourceRecord};
 pub use tokens::{
     Authorisation, Normalise, Purpose, ReidentificationEvent, Reidentified, ReidentifyError, TokenError,
     TokenKeys, is_token,
