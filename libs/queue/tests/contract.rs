@@ -10,225 +10,19 @@
 // Test helpers outside `#[test]` functions: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use etx_queue::{
     Delivery, EmbeddedQueue, FailOutcome, Headers, OutMessage, Priority, Queue, QueueError, RedisQueue,
 };
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::Database;
 use std::collections::BTreeSet;
-use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{Backend, Place, STREAM, msg, run};
 
-const STREAM: &str = "records.test";
-
-// ---------------------------------------------------------------------------------------------
-// Harness
-// ---------------------------------------------------------------------------------------------
-
-fn pg_admin_url() -> String {
-    std::env::var("ETX_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("ETX_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-    Redis,
-}
-
-/// Where a test's data lives, so it can be reopened and removed.
-#[derive(Debug)]
-enum Place {
-    Sqlite { dir: PathBuf, url: String },
-    Postgres { name: String, url: String },
-    Redis { prefix: String },
-}
-
-impl Place {
-    async fn new(backend: Backend) -> Self {
-        match backend {
-            Backend::Sqlite => {
-                let dir =
-                    std::env::temp_dir().join(format!("etx-queue-test-{}", uuid::Uuid::new_v4().simple()));
-                std::fs::create_dir_all(&dir).unwrap();
-                let url = format!("sqlite://{}?mode=rwc", dir.join("queue.db").display());
-                Self::Sqlite { dir, url }
-            }
-            Backend::Postgres => {
-                let admin_url = pg_admin_url();
-                let admin = connect_pg_admin(&admin_url).await;
-                let name = format!("etx_test_{}", uuid::Uuid::new_v4().simple());
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .unwrap_or_else(|e| panic!("cannot create test database {name} on {admin_url}: {e}"));
-                let _ = admin.close().await;
-                let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
-                Self::Postgres {
-                    url: format!("{base}/{name}"),
-                    name,
-                }
-            }
-            Backend::Redis => Self::Redis {
-                prefix: format!("etxtest:{}:", uuid::Uuid::new_v4().simple()),
-            },
-        }
-    }
-
-    /// A fresh queue over this place (a new connection pool each call).
-    async fn open(&self) -> Arc<dyn Queue> {
-        match self {
-            Self::Sqlite { url, .. } => {
-                let mut opts = ConnectOptions::new(url.clone());
-                opts.sqlx_logging(false).max_connections(4).min_connections(1);
-                opts.map_sqlx_sqlite_opts(|o| {
-                    o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
-                        .busy_timeout(Duration::from_secs(10))
-                });
-                let db = Database::connect(opts)
-                    .await
-                    .unwrap_or_else(|e| panic!("cannot open {url}: {e}"));
-                embedded(db).await
-            }
-            Self::Postgres { url, .. } => {
-                let mut opts = ConnectOptions::new(url.clone());
-                opts.sqlx_logging(false)
-                    .max_connections(8)
-                    .connect_timeout(Duration::from_secs(5));
-                let db = Database::connect(opts)
-                    .await
-                    .unwrap_or_else(|e| panic!("cannot open {url}: {e}"));
-                embedded(db).await
-            }
-            Self::Redis { prefix } => {
-                let url = redis_url();
-                let q = RedisQueue::connect(&url, prefix).unwrap();
-                if let Err(e) = q.ping().await {
-                    panic!(
-                        "Redis is required for the queue contract tests and is unreachable at {url}: {e}. \
-                         Start it or set ETX_TEST_REDIS_URL."
-                    );
-                }
-                Arc::new(q)
-            }
-        }
-    }
-
-    /// Best-effort removal of everything the test stored.
-    async fn cleanup(&self) {
-        match self {
-            Self::Sqlite { dir, .. } => {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            Self::Postgres { name, .. } => {
-                if let Ok(admin) = Database::connect(pg_admin_url()).await {
-                    let _ = admin
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                    let _ = admin.close().await;
-                }
-            }
-            Self::Redis { prefix } => {
-                let Ok(client) = ::redis::Client::open(redis_url()) else {
-                    return;
-                };
-                let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-                    return;
-                };
-                let keys: Vec<String> = ::redis::cmd("KEYS")
-                    .arg(format!("{prefix}*"))
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap_or_default();
-                if !keys.is_empty() {
-                    let _: Result<i64, _> = ::redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
-                }
-            }
-        }
-    }
-}
-
-async fn connect_pg_admin(admin_url: &str) -> DatabaseConnection {
-    let mut opts = ConnectOptions::new(admin_url.to_owned());
-    opts.sqlx_logging(false)
-        .max_connections(1)
-        .connect_timeout(Duration::from_secs(5));
-    Database::connect(opts).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is required for the queue contract tests and is unreachable at {admin_url}: {e}. \
-             Start it or set ETX_TEST_PG_URL."
-        )
-    })
-}
-
-async fn embedded(db: DatabaseConnection) -> Arc<dyn Queue> {
-    let q = EmbeddedQueue::new(db).with_poll_interval(Duration::from_millis(20));
-    q.migrate().await.unwrap();
-    q.migrate().await.unwrap(); // idempotent
-    Arc::new(q)
-}
-
-/// Runs `case` on a fresh place of `backend`, removes the place, then re-raises any panic.
-async fn run<F, Fut>(backend: Backend, case: F)
-where
-    F: FnOnce(Arc<Place>) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let place = Arc::new(Place::new(backend).await);
-    let outcome = tokio::spawn(case(place.clone())).await;
-    place.cleanup().await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
-}
-
-/// Generates one `#[tokio::test]` per case and backend: `sqlite::<case>`, `postgres::<case>`,
-/// `redis::<case>`.
-macro_rules! contract {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    super::run(super::Backend::Sqlite, |p| async move {
-                        super::cases::$case(p.open().await).await
-                    })
-                    .await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    super::run(super::Backend::Postgres, |p| async move {
-                        super::cases::$case(p.open().await).await
-                    })
-                    .await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    super::run(super::Backend::Redis, |p| async move {
-                        super::cases::$case(p.open().await).await
-                    })
-                    .await;
-                }
-            )*
-        }
-    };
-}
-
-contract!(
+// Each case once per backend: `sqlite::<case>`, `postgres::<case>`, `redis::<case>`.
+support::per_backend!(
     publish_then_consume_returns_messages_intact,
     higher_priority_is_consumed_first,
     ack_removes_from_lag,
@@ -251,15 +45,6 @@ contract!(
 // ---------------------------------------------------------------------------------------------
 // Helpers for the cases
 // ---------------------------------------------------------------------------------------------
-
-fn msg(key: &str, priority: Priority) -> OutMessage {
-    OutMessage {
-        key: key.into(),
-        priority,
-        headers: Headers::new(),
-        body: key.as_bytes().to_vec(),
-    }
-}
 
 fn keys(ds: &[Delivery]) -> Vec<&str> {
     ds.iter().map(|d| d.key.as_str()).collect()
