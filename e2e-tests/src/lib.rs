@@ -562,13 +562,16 @@ impl Hub {
                 let mut ingestion = Process::spawn(spec("ingestion", "ingestion", false, &env));
                 identity.wait_ready().await;
                 ingestion.wait_ready().await;
+                // The masking stage reads what ingestion stored (issue 5 §1).
+                let mut masking = Process::spawn(spec("masking", "masking", false, &env));
+                masking.wait_ready().await;
                 let mut genv = env.clone();
                 genv.push(("ETX__UPSTREAMS__IDENTITY".into(), identity.base_url()));
                 genv.push(("ETX__UPSTREAMS__INGESTION".into(), ingestion.base_url()));
                 let mut gateway = Process::spawn(spec("gateway", "gateway", true, &genv));
                 gateway.wait_ready().await;
                 let cli = identity.spec().data_dir.clone();
-                (vec![identity, ingestion, gateway], cli)
+                (vec![identity, ingestion, masking, gateway], cli)
             }
         };
         let gw = procs.last().expect("a gateway process");
@@ -614,6 +617,14 @@ impl Hub {
         match self.mode {
             Mode::AllInOne => &mut self.procs[0],
             Mode::Distributed => &mut self.procs[1],
+        }
+    }
+
+    /// The process that runs masking (all-in-one: the only one).
+    pub fn masking(&mut self) -> &mut Process {
+        match self.mode {
+            Mode::AllInOne => &mut self.procs[0],
+            Mode::Distributed => &mut self.procs[2],
         }
     }
 

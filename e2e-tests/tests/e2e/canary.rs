@@ -191,6 +191,25 @@ async fn a_canary_never_appears_in_clear(mode: Mode) {
         }
     }
 
+    // The masking stage has stored its copies of the three records (issue 5, R-SEC-10): the
+    // scans below must find no canary in them either.
+    let db = hub.open_db().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while etx_e2e::query_i64(
+        &db,
+        "SELECT COUNT(*) AS n FROM masked_records WHERE status = 'masked'",
+    )
+    .await
+        < 3
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the masking stage never stored the three records"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = db.close().await;
+
     // Stop every process (SIGTERM) so files and logs are complete, then scan.
     hub.stop_all().await;
     let secrets = [canary.as_str(), citizen.as_str(), control.as_str()];

@@ -11,6 +11,7 @@ mod common;
 mod crash;
 mod https;
 mod oauth;
+mod pipeline_crash;
 mod revocation;
 mod shutdown;
 mod soap_zeep;

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The services a process can run.
-pub const TARGETS: [&str; 3] = ["gateway", "identity", "ingestion"];
+pub const TARGETS: [&str; 4] = ["gateway", "identity", "ingestion", "masking"];
 
 /// Parses `--target` (`all` or a comma-separated list).
 pub fn parse_targets(s: &str) -> anyhow::Result<BTreeSet<String>> {
@@ -74,7 +74,7 @@ pub async fn open_queue(cfg: &Config, db: &DatabaseConnection) -> anyhow::Result
 pub struct Running {
     /// The HTTP server.
     pub server: actix_web::dev::Server,
-    /// The outbox relay, when this process runs ingestion.
+    /// The outbox relay, when this process runs ingestion or masking.
     pub relay: Option<(RelayHandle, tokio::task::JoinHandle<()>)>,
     /// The queue consumers of the modules this process runs (stopped before the relay).
     pub consumers: Vec<(etx_queue::ConsumerHandle, tokio::task::JoinHandle<()>)>,
@@ -173,14 +173,22 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
         None
     };
 
-    let mut relay = None;
     let mut consumers = Vec::new();
-    let ingestion = if targets.contains("ingestion") {
-        let queue = open_queue(cfg, &db).await?;
-        readiness.add_queue(queue.clone());
-        let outbox = OutboxRelay::new(db.clone(), queue.clone());
+    // The modules that write an outbox (ingestion, masking) share one queue and one relay per
+    // process; several relays share the outbox on PostgreSQL (SKIP LOCKED).
+    let queue = if targets.contains("ingestion") || targets.contains("masking") {
+        let q = open_queue(cfg, &db).await?;
+        readiness.add_queue(q.clone());
+        Some(q)
+    } else {
+        None
+    };
+    let outbox = queue.as_ref().map(|q| OutboxRelay::new(db.clone(), q.clone()));
+    let ring = Arc::new(KeyRing::new(secrets.master.clone(), secrets.previous.clone()));
+    let ingestion = if let (true, Some(queue), Some(outbox)) =
+        (targets.contains("ingestion"), queue.clone(), outbox.as_ref())
+    {
         let handle = outbox.handle();
-        let ring = Arc::new(KeyRing::new(secrets.master.clone(), secrets.previous.clone()));
         let hasher = Arc::new(KeyedHasher::new(&secrets.hmac_key));
         let writers = match cfg.ingestion.writers {
             0 if cfg.is_sqlite() => 1,
@@ -200,8 +208,7 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
             },
         };
         // Built first: it runs the migrations that create the outbox table the relay reads.
-        let app = AppIngestion::build(db.clone(), ring, hasher, Some(handle), settings).await?;
-        relay = Some(outbox.spawn(Duration::from_millis(200)));
+        let app = AppIngestion::build(db.clone(), ring.clone(), hasher, Some(handle), settings).await?;
         // Ingestion's replica of the hierarchy, for subtree reads (issue 4 §3).
         consumers.push(etx_queue::Consumer::spawn(
             queue,
@@ -212,6 +219,39 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     } else {
         None
     };
+
+    // The masking stage (issue 5 §1–3): records.received → masked copies → records.masked.
+    if let (true, Some(queue), Some(outbox)) = (targets.contains("masking"), queue.clone(), outbox.as_ref()) {
+        // Masking reads ingestion's tables and seals with its data keys: a process that runs
+        // masking alone prepares them too (idempotent, under the migration lock).
+        let keys = etx_ingestion::KeyManager::new(db.clone(), ring.clone());
+        if ingestion.is_none() {
+            etx_ingestion::migrate(&db).await?;
+            keys.rotate()
+                .await
+                .context("cannot create a data key for the masking stage")?;
+        }
+        let source = Arc::new(crate::pipeline::IngestionRecords::new(db.clone(), keys.clone()));
+        let vault = Arc::new(crate::pipeline::DataKeyVault::new(keys));
+        let masker = etx_masking_core::Masker::new(
+            crate::pipeline::masking_keys(cfg, &secrets)?,
+            etx_masking_core::Detector::for_today(),
+        );
+        let policy = Arc::new(
+            etx_masking_core::MaskingPolicy::parse(etx_masking_core::BUILTIN_POLICY)
+                .context("the built-in masking policy")?,
+        );
+        let module =
+            etx_masking::AppMasking::build(db.clone(), source, masker, policy, vault, Some(outbox.handle()))
+                .await
+                .context("cannot start the masking stage")?;
+        consumers.push(module.spawn_consumer(
+            queue,
+            etx_queue::ConsumerConfig::new(etx_masking::RECORDS_RECEIVED, etx_masking::GROUP),
+        ));
+    }
+    // Started once the modules' migrations have created the outbox table.
+    let relay = outbox.map(|o| o.spawn(Duration::from_millis(200)));
 
     let gateway = targets.contains("gateway");
     // The audit and connection log (R-SEC-9) is written where requests arrive: the gateway.

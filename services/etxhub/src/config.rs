@@ -437,6 +437,8 @@ pub struct SecurityCfg {
     pub hmac_key: Secret,
     /// Principal-signing secret (base64).
     pub internal_secret: Secret,
+    /// Master of the masking token keys (base64; empty = derived from `hmac_key`).
+    pub masking_key: Secret,
     /// Principal lifetime.
     pub principal_ttl_secs: u64,
     /// Gateway authentication cache lifetime (ms, 0 = off).

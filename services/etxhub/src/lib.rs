@@ -5,6 +5,7 @@ pub mod app;
 pub mod config;
 pub mod health;
 pub mod openapi;
+pub mod pipeline;
 pub mod secrets;
 
 /// What the identity module is built from: its keyed hashes from the hmac key, and a key ring of

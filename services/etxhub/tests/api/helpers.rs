@@ -68,6 +68,12 @@ impl TestApp {
         }
     }
 
+    /// A connection to the database the app itself uses (its SQLite file, or the test's
+    /// PostgreSQL database).
+    pub async fn app_db(&self) -> sea_orm::DatabaseConnection {
+        etx_storage::connect(&self.cfg.database_url(), 2).await.unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

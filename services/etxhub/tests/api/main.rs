@@ -16,6 +16,7 @@ mod keys;
 mod oauth;
 mod oidc;
 mod onboarding;
+mod pipeline;
 mod platform;
 mod ratelimit;
 mod schemas;

@@ -382,6 +382,20 @@ impl Entry {
     }
 }
 
+/// Whether the concrete `pointer` (`/trainers/0/phone`) is named by `pattern`, where `*`
+/// stands for any array index (as [`PersonalField::pointer`] writes it).
+fn pointer_matches(pattern: &str, pointer: &str) -> bool {
+    let (mut a, mut b) = (pattern.split('/'), pointer.split('/'));
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some("*"), Some(seg)) if !seg.is_empty() && seg.bytes().all(|x| x.is_ascii_digit()) => {}
+            (Some(x), Some(y)) if x == y => {}
+            _ => return false,
+        }
+    }
+}
+
 /// The canonical `$id` of a payload schema.
 pub fn schema_id(category: Category, version: SchemaVersion) -> String {
     format!("urn:etxhub:schema:{category}:v{version}")
@@ -805,6 +819,20 @@ pub fn parse_item(reg: &SchemaRegistry, item: &Value) -> Result<(Envelope, Value
     if let (Some(c), Some(v), Some(p)) = (category, version, payload)
         && let Err(mut violations) = reg.validate(c, v, p)
     {
+        if form == Some(Form::Masked) {
+            // A record declared masked carries its personal fields masked (`********0123`, a
+            // token): their format is not the clear value's. The masking stage checks that no
+            // clear identifier is left and holds the record otherwise (issue 5 §3).
+            let personal = reg.personal_fields(c, v);
+            violations.retain(|f| {
+                !(f.code == ViolationCode::Format
+                    && p.pointer(f.path.trim_start_matches("/payload"))
+                        .is_some_and(Value::is_string)
+                    && personal
+                        .iter()
+                        .any(|pf| pointer_matches(&pf.pointer, f.path.trim_start_matches("/payload"))))
+            });
+        }
         out.append(&mut violations);
     }
 
@@ -864,6 +892,52 @@ mod tests {
         }
         assert_eq!(r.envelope_schema()["$id"], json!("urn:etxhub:schema:envelope:v1"));
         assert!(format!("{r:?}").contains("policy:v1"));
+    }
+
+    #[test]
+    fn a_record_declared_masked_may_carry_masked_personal_fields_and_nothing_else_relaxed() {
+        let r = reg();
+        let item = |form: &str, citizen: Value, email: &str| {
+            json!({
+                "category": "workforce", "schema_version": 1, "period": "2026-10",
+                "classification": "confidential", "form": form,
+                "payload": {
+                    "activity_type": "expert_registry", "title": "Đăng ký chuyên gia",
+                    "organiser": "Cục Chuyển đổi số quốc gia", "start_date": "2026-10-05",
+                    "expert": {
+                        "full_name": "[REDACTED]", "citizen_id": citizen, "email": email,
+                        "phone": "090****123", "specialisation": "Chữ ký số"
+                    }
+                }
+            })
+        };
+        // Masked values in personal fields: accepted when declared masked (issue 5 §3)…
+        assert!(parse_item(&r, &item("masked", json!("********0123"), "t***@example.vn")).is_ok());
+        // …refused as the clear format when raw.
+        let raw = parse_item(&r, &item("raw", json!("********0123"), "t***@example.vn")).unwrap_err();
+        let paths: Vec<&str> = raw.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/payload/expert/citizen_id",
+                "/payload/expert/email",
+                "/payload/expert/phone"
+            ]
+        );
+        // The relaxation is for the format of personal strings only: a wrong type stays wrong.
+        let typed = parse_item(&r, &item("masked", json!(79190000123_u64), "t***@example.vn")).unwrap_err();
+        assert_eq!(typed.len(), 1);
+        assert_eq!(typed[0].path, "/payload/expert/citizen_id");
+        assert_eq!(typed[0].code, ViolationCode::Type);
+    }
+
+    #[test]
+    fn pointers_match_personal_field_patterns() {
+        assert!(pointer_matches("/expert/phone", "/expert/phone"));
+        assert!(pointer_matches("/trainers/*/phone", "/trainers/12/phone"));
+        assert!(!pointer_matches("/trainers/*/phone", "/trainers/x/phone"));
+        assert!(!pointer_matches("/expert/phone", "/expert/phone/0"));
+        assert!(!pointer_matches("/expert", "/expert/phone"));
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub use operators::{
 };
 pub use pointer::FieldPattern;
 pub use policy::{Audience, AudienceOperators, BUILTIN_POLICY, FieldRule, MaskingPolicy, PolicyError};
-pub use ports::{RecordSource, SourceError, SourceRecord};
+pub use ports::{PayloadVault, RecordSource, SourceError, SourceRecord};
 pub use tokens::{
     Authorisation, Normalise, Purpose, ReidentificationEvent, Reidentified, ReidentifyError, TokenError,
     TokenKeys, is_token,

@@ -142,17 +142,7 @@ impl RecordStore for SeaRecordStore {
             .await
             .map_err(|e| StoreError::Unknown(e.into()))?;
         let Some(m) = m else { return Ok(None) };
-        let aad = Aad {
-            org_id: m.org_id,
-            record_id: m.id,
-        };
-        let plain = self
-            .keys
-            .decrypt(&aad, &m.payload)
-            .await
-            .map_err(|e| StoreError::Unknown(anyhow::anyhow!("cannot decrypt record {}: {e}", m.id)))?;
-        let payload = serde_json::from_slice(&plain).map_err(|e| StoreError::Unknown(e.into()))?;
-        Ok(Some(to_stored(m, payload).map_err(StoreError::Unknown)?))
+        Ok(Some(open_record(&self.keys, m).await?))
     }
 
     async fn receipt(&self, scope: OrgScope, id: ReceiptId) -> Result<Option<Receipt>, StoreError> {
@@ -201,6 +191,44 @@ fn to_stored(m: record::Model, payload: serde_json::Value) -> anyhow::Result<Sto
         payload,
         status: RecordStatus::Received,
     })
+}
+
+/// Decrypts a stored record (the clear payload exists only in memory, R-SEC-5).
+async fn open_record(keys: &KeyManager, m: record::Model) -> Result<StoredRecord, StoreError> {
+    let aad = Aad {
+        org_id: m.org_id,
+        record_id: m.id,
+    };
+    let plain = keys
+        .decrypt(&aad, &m.payload)
+        .await
+        .map_err(|e| StoreError::Unknown(anyhow::anyhow!("cannot decrypt record {}: {e}", m.id)))?;
+    let payload = serde_json::from_slice(&plain).map_err(|e| StoreError::Unknown(e.into()))?;
+    to_stored(m, payload).map_err(StoreError::Unknown)
+}
+
+/// The records among `ids` (any organisation's), decrypted: what the masking stage reads
+/// (issue 5 §1). Not an API of any caller — the pipeline's own read, by announced ids.
+pub async fn records_by_ids(
+    db: &DatabaseConnection,
+    keys: &KeyManager,
+    ids: &[RecordId],
+) -> Result<Vec<StoredRecord>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let rows = record::Entity::find()
+            .filter(sea_orm::ColumnTrait::is_in(
+                &record::Column::Id,
+                chunk.iter().map(|i| i.as_uuid()),
+            ))
+            .all(db)
+            .await
+            .map_err(|e| StoreError::Unknown(e.into()))?;
+        for m in rows {
+            out.push(open_record(keys, m).await?);
+        }
+    }
+    Ok(out)
 }
 
 fn to_receipt(m: receipt::Model) -> anyhow::Result<Receipt> {

@@ -1,0 +1,160 @@
+//! The masking stage of the pipeline (issue 5 §1–3; R-ING-2 raw and masked forms, R-SEC-10
+//! protection of personal data, R-DATA-3 provenance): it consumes `records.received` (consumer
+//! group [`GROUP`]), reads each record's payload through the [`RecordSource`] port, masks it for
+//! analysts with the versioned policy, stores the masked copy in `masked_records` and announces
+//! it on `records.masked` through the outbox, in one transaction per batch.
+//!
+//! No clear personal data is written to masking's tables, logs, outbox or queue: the stored
+//! payload is the analyst-masked one, identifiers that arrived in clear are kept only as keyed
+//! match tokens, and a record that still carries an identifier in clear where it must not (a
+//! record declared `masked` that is not, or a payload the detectors still flag after masking)
+//! is *held*: stored without its payload, with the places and kinds of the findings, announced
+//! on `events.masking` and never on `records.masked`.
+//!
+//! * [`AppMasking`] — the module `etxhub` mounts: [`AppMasking::build`] runs the migrations,
+//!   [`AppMasking::spawn_consumer`] starts the consumer, [`AppMasking::masked`] and
+//!   [`AppMasking::held`] read the store.
+//! * [`handler`] — the [`MaskingHandler`] the consumer runs.
+//! * [`model`] — [`MaskedRecord`], [`MaskStatus`], [`HeldFinding`], [`ReadError`].
+//! * [`store`] — `masked_records` and its migrations (`masking_migrations`).
+//! * `mask` — masking one record, match tokens ([`MATCH_PURPOSE`]); `messages` — the
+//!   message bodies read and written.
+
+pub mod handler;
+mod mask;
+mod messages;
+pub mod model;
+pub mod store;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use etx_domain::{OrgId, RecordId};
+use etx_masking_core::{Masker, MaskingPolicy, PayloadVault, Purpose, RecordSource};
+use etx_queue::{Consumer, ConsumerConfig, ConsumerHandle, Queue};
+use etx_storage::RelayHandle;
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::MigratorTrait;
+
+pub use handler::MaskingHandler;
+pub use mask::{MATCH_PURPOSE, MATCHED_KINDS};
+pub use model::{HeldFinding, MaskStatus, MaskedRecord, ReadError};
+pub use store::{MAX_HELD_PAGE, MaskedStore};
+
+/// The stream ingestion announces stored records on (metadata only; R-ING-2).
+pub const RECORDS_RECEIVED: &str = "records.received";
+/// The stream masked records are announced on, for reconciliation (metadata only; R-SEC-10).
+pub const RECORDS_MASKED: &str = "records.masked";
+/// The stream of masking's events (`record_held`), for alerting and operators.
+pub const MASKING_EVENTS: &str = "events.masking";
+/// The consumer group of the masking stage on [`RECORDS_RECEIVED`].
+pub const GROUP: &str = "masking";
+
+/// The masking module as mounted by `etxhub`.
+#[derive(Debug, Clone)]
+pub struct AppMasking {
+    store: MaskedStore,
+    handler: Arc<MaskingHandler>,
+}
+
+impl AppMasking {
+    /// Runs masking's migrations (under [`etx_storage::with_migration_lock`]; they include the
+    /// outbox table, so the relay may start afterwards) and prepares the handler.
+    ///
+    /// * `source` reads the received records' payloads (ingestion's store);
+    /// * `masker` holds the masking token keys (its key derivation is the masking master key's,
+    ///   kept apart from the storage master key) and the detector;
+    /// * `policy` is applied for [`etx_masking_core::Audience::Analyst`]; its version is stored
+    ///   with every record (R-DATA-3);
+    /// * `vault` seals the masked payloads at rest (the hub's data keys);
+    /// * `relay`, when given, is woken after each committed batch.
+    ///
+    /// # Errors
+    /// When the migrations fail.
+    pub async fn build(
+        db: DatabaseConnection,
+        source: Arc<dyn RecordSource>,
+        masker: Masker,
+        policy: Arc<MaskingPolicy>,
+        vault: Arc<dyn PayloadVault>,
+        relay: Option<RelayHandle>,
+    ) -> anyhow::Result<Self> {
+        migrate(&db).await?;
+        let purpose = Purpose::parse(MATCH_PURPOSE)
+            .map_err(|e| anyhow::anyhow!("the match-token purpose `{MATCH_PURPOSE}` is invalid: {e}"))?;
+        let store = MaskedStore::new(db, vault);
+        let handler = Arc::new(MaskingHandler::new(
+            store.clone(),
+            source,
+            masker,
+            policy,
+            purpose,
+            relay,
+        ));
+        Ok(Self { store, handler })
+    }
+
+    /// The consumer configuration of this stage: [`RECORDS_RECEIVED`] read by group [`GROUP`]
+    /// with the consumer loop's defaults (tune it with the `with_*` setters).
+    pub fn consumer_config() -> ConsumerConfig {
+        ConsumerConfig::new(RECORDS_RECEIVED, GROUP)
+    }
+
+    /// Starts the consumer of `cfg` (normally [`AppMasking::consumer_config`]) on `queue` with
+    /// this module's handler. Stop it with the handle and await the task on shutdown, before
+    /// stopping the relay.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime (like [`tokio::spawn`]).
+    pub fn spawn_consumer(
+        &self,
+        queue: Arc<dyn Queue>,
+        cfg: ConsumerConfig,
+    ) -> (ConsumerHandle, tokio::task::JoinHandle<()>) {
+        if cfg.stream() != RECORDS_RECEIVED || cfg.group() != GROUP {
+            tracing::warn!(
+                stream = cfg.stream(),
+                group = cfg.group(),
+                "the masking consumer normally reads {RECORDS_RECEIVED} as group {GROUP}"
+            );
+        }
+        Consumer::spawn(queue, self.handler.clone(), cfg)
+    }
+
+    /// The handler, for a caller that runs its own consumer loop.
+    pub fn handler(&self) -> Arc<MaskingHandler> {
+        self.handler.clone()
+    }
+
+    /// The stored copy of `record_id` (masked or held), or `None` when it has not been masked
+    /// (yet).
+    ///
+    /// # Errors
+    /// [`ReadError`] when the database fails or the row is corrupt.
+    pub async fn masked(&self, record_id: RecordId) -> Result<Option<MaskedRecord>, ReadError> {
+        self.store.masked(record_id).await
+    }
+
+    /// Held records of `org_ids` (every organisation when `None`), oldest first, at most
+    /// `limit` (capped at [`MAX_HELD_PAGE`]).
+    ///
+    /// # Errors
+    /// [`ReadError`] when the database fails or a row is corrupt.
+    pub async fn held(&self, org_ids: Option<&[OrgId]>, limit: u64) -> Result<Vec<MaskedRecord>, ReadError> {
+        self.store.held(org_ids, limit).await
+    }
+}
+
+/// Runs masking's migrations (including the outbox) under the cross-process migration lock.
+///
+/// # Errors
+/// When a migration fails.
+pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    etx_storage::with_migration_lock(db, async {
+        store::migrations::Migrator::up(db, None)
+            .await
+            .context("masking migrations")?;
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,58 @@
+//! Masking's schema migrations, in their own `masking_migrations` table.
+
+use super::entities::masked_record;
+use etx_storage::OutboxMigration;
+use sea_orm::DbErr;
+use sea_orm::sea_query::{Alias, Index, IntoIden};
+use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager};
+
+/// Masking's migrator.
+#[derive(Debug)]
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(OutboxMigration), Box::new(M0002MaskedRecords)]
+    }
+
+    fn migration_table_name() -> sea_orm::DynIden {
+        Alias::new("masking_migrations").into_iden()
+    }
+}
+
+struct M0002MaskedRecords;
+
+impl MigrationName for M0002MaskedRecords {
+    fn name(&self) -> &str {
+        "masking_m0002_masked_records"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0002MaskedRecords {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        etx_storage::create_entity_table(m, masked_record::Entity).await?;
+        // An organisation's held (or masked) records: the operator's list per subtree.
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("masked_records_org_status")
+                .table(masked_record::Entity)
+                .col(masked_record::Column::OrgId)
+                .col(masked_record::Column::Status)
+                .to_owned(),
+        )
+        .await?;
+        // Every held record, oldest first (ids are UUIDv7), for an operator who sees all.
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("masked_records_status_record_id")
+                .table(masked_record::Entity)
+                .col(masked_record::Column::Status)
+                .col(masked_record::Column::RecordId)
+                .to_owned(),
+        )
+        .await
+    }
+}
