@@ -113,6 +113,9 @@ pub enum Permission {
     Onboard,
     /// Declare a connected system's configuration changes and read them back (Art. 10.4).
     DeclareChanges,
+    /// Watch and repair the pipeline: stream backlogs, dead letters and their replay, records
+    /// held by the masking stage (issue 5 §1, §3). People only.
+    OperatePipeline,
 }
 
 impl Permission {
@@ -130,7 +133,8 @@ impl Permission {
             | Self::ReadAudit
             | Self::ReadVulnerabilities
             | Self::ManageVulnerabilities
-            | Self::Onboard => None,
+            | Self::Onboard
+            | Self::OperatePipeline => None,
         }
     }
 
@@ -183,6 +187,7 @@ pub const ROLE_PERMISSIONS: [(&str, &[Permission], Classification); 6] = [
             Permission::ManageVulnerabilities,
             Permission::Onboard,
             Permission::DeclareChanges,
+            Permission::OperatePipeline,
         ],
         Classification::Secret,
     ),
@@ -193,7 +198,11 @@ pub const ROLE_PERMISSIONS: [(&str, &[Permission], Classification); 6] = [
     ),
     (
         OPERATOR,
-        &[Permission::ReadSubmissions, Permission::ExportRecords],
+        &[
+            Permission::ReadSubmissions,
+            Permission::ExportRecords,
+            Permission::OperatePipeline,
+        ],
         Classification::Confidential,
     ),
     (

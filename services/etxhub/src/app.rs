@@ -122,6 +122,17 @@ pub fn audit_chain_key(secrets: &Secrets) -> etx_audit_core::ChainKey {
     etx_audit_core::ChainKey::derive(&secrets.hmac_key)
 }
 
+/// The hub's own organisation (`audit.root_org_id`), whose auditors and operators see
+/// hub-wide data; `None` when not configured.
+fn root_org_of(cfg: &Config) -> anyhow::Result<Option<etx_domain::OrgId>> {
+    Ok(match cfg.audit.root_org_id.trim() {
+        "" => None,
+        id => Some(etx_domain::OrgId::from_uuid(
+            uuid::Uuid::parse_str(id).context("audit.root_org_id is not a UUID")?,
+        )),
+    })
+}
+
 /// Builds and binds everything for `targets`.
 pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<Running> {
     let secrets = Secrets::load(cfg)?;
@@ -221,6 +232,7 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     };
 
     // The masking stage (issue 5 §1–3): records.received → masked copies → records.masked.
+    let mut masking = None;
     if let (true, Some(queue), Some(outbox)) = (targets.contains("masking"), queue.clone(), outbox.as_ref()) {
         // Masking reads ingestion's tables and seals with its data keys: a process that runs
         // masking alone prepares them too (idempotent, under the migration lock).
@@ -246,9 +258,18 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
                 .await
                 .context("cannot start the masking stage")?;
         consumers.push(module.spawn_consumer(
-            queue,
+            queue.clone(),
             etx_queue::ConsumerConfig::new(etx_masking::RECORDS_RECEIVED, etx_masking::GROUP),
         ));
+        // Masking's replica of the hierarchy: held records are listed by subtree.
+        let orgs = etx_masking::org_replica(&db);
+        consumers.push(etx_queue::Consumer::spawn(
+            queue.clone(),
+            Arc::new(orgs.clone()),
+            etx_queue::ConsumerConfig::new(etx_storage::ORGS_STREAM, "masking"),
+        ));
+        let ops = etx_masking::http::PipelineOps::new(queue, orgs, root_org_of(cfg)?);
+        masking = Some((web::Data::new(module), web::Data::new(ops)));
     }
     // Started once the modules' migrations have created the outbox table.
     let relay = outbox.map(|o| o.spawn(Duration::from_millis(200)));
@@ -256,12 +277,7 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     let gateway = targets.contains("gateway");
     // The audit and connection log (R-SEC-9) is written where requests arrive: the gateway.
     let audit = if gateway {
-        let root_org = match cfg.audit.root_org_id.trim() {
-            "" => None,
-            id => Some(etx_domain::OrgId::from_uuid(
-                uuid::Uuid::parse_str(id).context("audit.root_org_id is not a UUID")?,
-            )),
-        };
+        let root_org = root_org_of(cfg)?;
         let settings = etx_audit::AuditSettings {
             root_org,
             retention_days: cfg.audit.retention_days,
@@ -312,6 +328,11 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
             );
             remote.insert(Upstream::Ingestion, cfg.upstreams.ingestion.clone());
         }
+        // The pipeline's operations API lives with the masking stage; without an upstream for
+        // it, its paths answer 404 at this gateway.
+        if masking.is_none() && !cfg.upstreams.masking.is_empty() {
+            remote.insert(Upstream::Masking, cfg.upstreams.masking.clone());
+        }
     }
     let proxy = web::Data::new(Proxy::new(remote.clone(), http.clone(), signer.clone()));
     let has_remote = !remote.is_empty();
@@ -358,6 +379,12 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
         }
         if let Some(a) = &audit_module {
             api = api.app_data(a.clone()).configure(etx_audit::http::routes);
+        }
+        if let Some((m, ops)) = &masking {
+            api = api
+                .app_data(m.clone())
+                .app_data(ops.clone())
+                .configure(etx_masking::http::routes);
         }
         if has_remote {
             api = api.default_service(web::to(etx_gateway::forward));

@@ -476,6 +476,8 @@ pub struct UpstreamsCfg {
     pub identity: String,
     /// Ingestion base URL.
     pub ingestion: String,
+    /// Masking base URL (the pipeline's operations API); empty = not routed.
+    pub masking: String,
 }
 
 /// `[shutdown]`

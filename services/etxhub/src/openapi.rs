@@ -11,6 +11,7 @@ pub fn document() -> serde_json::Value {
     let mut doc = etx_ingestion::openapi();
     doc.merge(etx_identity::openapi());
     doc.merge(etx_audit::openapi());
+    doc.merge(etx_masking::openapi());
     doc.info.title = "ETX Hub API".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     doc.info.description = Some(

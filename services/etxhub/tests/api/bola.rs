@@ -104,6 +104,9 @@ both_backends!(
                 // The schema catalogue is public and the vulnerability register is the hub's
                 // own (read by auditors, written by administrators): no organisation owns them.
                 "/api/v1/schemas/{category}/{version}" | "/api/v1/vulnerabilities/{id}" => None,
+                // Dead letters are the hub's pipeline, not an organisation's: only system
+                // administrators and the root organisation's operators reach them (tests/api/pipeline.rs).
+                "/api/v1/pipeline/dead-letters/{id}/replay" => None,
                 other => panic!("{other} takes an id: add it to the BOLA table in tests/api/bola.rs"),
             }
         };

@@ -285,3 +285,163 @@ both_backends!(
         }
     }
 );
+
+async fn get_as(app: &TestApp, who: &crate::users::Session, path: &str) -> (u16, Value) {
+    let r = crate::users::call(app, reqwest::Method::GET, path, who, None, false).await;
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+both_backends!(
+    held_records_are_listed_for_operators_of_the_subtree_without_values,
+    |app: TestApp| async move {
+        use etx_domain::authz::roles;
+        let leaky = submit(&app, &expert("079190000123", "090****123", "masked", "held-list")).await;
+        let (status, _) = masked_row(&app, &leaky).await;
+        assert_eq!(status, "held");
+        let (_, operator, _, _, _) =
+            crate::users::enrolled(&app, "SO-KHCN-HCM", "van.hanh.giu", roles::OPERATOR).await;
+        let (_, other, _, _, _) =
+            crate::users::enrolled(&app, "SO-KHCN-HN", "van.hanh.khac", roles::OPERATOR).await;
+        let (status, body) = get_as(&app, &operator, "/api/v1/masking/held").await;
+        assert_eq!(status, 200, "{body}");
+        let records = body["records"].as_array().unwrap();
+        assert_eq!(records.len(), 1, "{body}");
+        assert_eq!(records[0]["record_id"], leaky.as_str());
+        assert_eq!(records[0]["form"], "masked");
+        let kinds: Vec<&str> = records[0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["kind"].as_str().unwrap())
+            .collect();
+        assert!(kinds.contains(&"citizen_id"), "{body}");
+        assert_no_canary("the held list", &body.to_string());
+        // Another province's operator: nothing of it.
+        let (status, body) = get_as(&app, &other, "/api/v1/masking/held").await;
+        assert_eq!(
+            (status, body["records"].as_array().map(Vec::len)),
+            (200, Some(0)),
+            "{body}"
+        );
+        let (status, body) = get_as(&app, &operator, "/api/v1/masking/held?limit=0").await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_parameter")),
+            "{body}"
+        );
+        // Connected systems never operate the pipeline.
+        let r = app.get("/api/v1/masking/held", &app.key_a).await;
+        assert_eq!(r.status(), 403);
+    }
+);
+
+both_backends!(
+    administrators_watch_the_pipeline_and_replay_dead_letters,
+    |app: TestApp| async move {
+        use etx_domain::authz::roles;
+        let (_, admin, _, _, _) =
+            crate::users::enrolled(&app, "SO-KHCN-HN", "quan.tri.ong", roles::SYSTEM_ADMIN).await;
+        let (_, operator, _, _, _) =
+            crate::users::enrolled(&app, "SO-KHCN-HCM", "van.hanh.ong", roles::OPERATOR).await;
+        // A poison message on records.received: the masking stage dead-letters it at once.
+        let db = app.app_db().await;
+        let queue = etxhub::app::open_queue(&app.cfg, &db).await.unwrap();
+        queue
+            .publish(
+                "records.received",
+                &[etx_queue::OutMessage {
+                    key: "poison-1".into(),
+                    priority: etx_queue::Priority::Normal,
+                    headers: Default::default(),
+                    body: b"not json".to_vec(),
+                }],
+            )
+            .await
+            .unwrap();
+        let list = "/api/v1/pipeline/dead-letters?stream=records.received";
+        let first = wait_for_dead_letter(&app, &admin, list, None).await;
+        assert_eq!(first["key"], "poison-1");
+        assert_eq!(first["body"], Value::Null, "not JSON: shown as null");
+        assert!(!first["reason"].as_str().unwrap().is_empty());
+        assert!(first["attempts"].as_u64().unwrap() >= 1);
+
+        let (status, body) = get_as(&app, &admin, "/api/v1/pipeline").await;
+        assert_eq!(status, 200, "{body}");
+        let streams = body["streams"].as_array().unwrap();
+        assert_eq!(streams[0]["stream"], "records.received");
+        assert_eq!(streams[0]["group"], "masking");
+        assert_eq!(streams[0]["dead_letters"], 1);
+        assert!(streams[0]["lag"].is_u64(), "{body}");
+        assert_eq!(streams[1]["stream"], "events.orgs");
+
+        // Replayed: it leaves the dead letters, fails again and comes back under a new id.
+        let id = first["id"].as_str().unwrap();
+        let r = crate::users::call(
+            &app,
+            reqwest::Method::POST,
+            &format!("/api/v1/pipeline/dead-letters/{id}/replay?stream=records.received"),
+            &admin,
+            None,
+            true,
+        )
+        .await;
+        assert_eq!(r.status(), 204);
+        let again = wait_for_dead_letter(&app, &admin, list, Some(id)).await;
+        assert_eq!(again["key"], "poison-1");
+        // Unknown id, unknown stream.
+        let r = crate::users::call(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/pipeline/dead-letters/0-0/replay?stream=records.received",
+            &admin,
+            None,
+            true,
+        )
+        .await;
+        assert_eq!(r.status(), 404);
+        let (status, body) = get_as(&app, &admin, "/api/v1/pipeline/dead-letters?stream=secrets").await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_parameter")),
+            "{body}"
+        );
+
+        // The pipeline is the hub's: an operator of a province (not the root organisation) and a
+        // connected system are refused.
+        let (status, body) = get_as(&app, &operator, "/api/v1/pipeline").await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("forbidden")),
+            "{body}"
+        );
+        assert_eq!(app.get("/api/v1/pipeline", &app.key_a).await.status(), 403);
+    }
+);
+
+/// Waits (up to 20 s) for a dead letter on `list` whose id is not `not`; returns it.
+async fn wait_for_dead_letter(
+    app: &TestApp,
+    who: &crate::users::Session,
+    list: &str,
+    not: Option<&str>,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = get_as(app, who, list).await;
+        assert_eq!(status, 200, "{body}");
+        let letters = body["dead_letters"].as_array().unwrap();
+        if let Some(d) = letters.iter().find(|d| Some(d["id"].as_str().unwrap()) != not) {
+            assert!(
+                letters.iter().all(|d| Some(d["id"].as_str().unwrap()) != not),
+                "the replayed letter is still listed: {body}"
+            );
+            return d.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dead letter appeared: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

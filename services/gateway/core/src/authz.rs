@@ -65,6 +65,19 @@ const RULES: &[Rule] = &[
         "/api/v1/vulnerabilities/{}",
         Permission::ManageVulnerabilities,
     ),
+    // The pipeline's operations (issue 5 §1, §3): backlogs, dead letters, held records.
+    ("GET", "/api/v1/pipeline", Permission::OperatePipeline),
+    (
+        "GET",
+        "/api/v1/pipeline/dead-letters",
+        Permission::OperatePipeline,
+    ),
+    (
+        "POST",
+        "/api/v1/pipeline/dead-letters/{}/replay",
+        Permission::OperatePipeline,
+    ),
+    ("GET", "/api/v1/masking/held", Permission::OperatePipeline),
     // SOAP is the submitting sources' protocol: every operation needs the submit scope.
     ("POST", "/soap/v1/**", Permission::SubmitData),
 ];

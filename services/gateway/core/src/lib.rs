@@ -17,6 +17,8 @@ pub enum Upstream {
     Identity,
     /// Records, receipts, schemas.
     Ingestion,
+    /// The masking stage and the pipeline's operations.
+    Masking,
 }
 
 impl Upstream {
@@ -25,6 +27,7 @@ impl Upstream {
         match self {
             Self::Identity => "identity",
             Self::Ingestion => "ingestion",
+            Self::Masking => "masking",
         }
     }
 }
@@ -44,6 +47,7 @@ pub fn route(path: &str) -> Option<Upstream> {
         "records" | "receipts" | "schemas" | "batches" | "exports" => Some(Upstream::Ingestion),
         "keys" | "systems" | "organisations" | "auth" | "users" | "onboarding" => Some(Upstream::Identity),
         "oauth" => Some(Upstream::Identity),
+        "pipeline" | "masking" => Some(Upstream::Masking),
         _ => None,
     }
 }
@@ -237,6 +241,12 @@ mod tests {
         );
         assert_eq!(route("/api/v1/usersx"), None);
         assert_eq!(route("/api/v1/onboarding"), Some(Upstream::Identity));
+        assert_eq!(route("/api/v1/pipeline"), Some(Upstream::Masking));
+        assert_eq!(
+            route("/api/v1/pipeline/dead-letters/1/replay"),
+            Some(Upstream::Masking)
+        );
+        assert_eq!(route("/api/v1/masking/held"), Some(Upstream::Masking));
         assert_eq!(route("/api/v1/systems/1/changes"), Some(Upstream::Identity));
     }
 

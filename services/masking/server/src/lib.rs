@@ -21,6 +21,7 @@
 //!   message bodies read and written.
 
 pub mod handler;
+pub mod http;
 mod mask;
 mod messages;
 pub mod model;
@@ -40,6 +41,17 @@ pub use handler::MaskingHandler;
 pub use mask::{MATCH_PURPOSE, MATCHED_KINDS};
 pub use model::{HeldFinding, MaskStatus, MaskedRecord, ReadError};
 pub use store::{MAX_HELD_PAGE, MaskedStore};
+
+/// Masking's replica of the organisation hierarchy over `db` (kept by a consumer of
+/// `events.orgs`; see [`etx_storage::org_tree`]).
+pub fn org_replica(db: &DatabaseConnection) -> etx_storage::OrgReplica {
+    etx_storage::OrgReplica::new(db.clone(), store::migrations::ORG_TREE_TABLE)
+}
+
+/// Masking's part of the OpenAPI document (the pipeline's operations).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <http::PipelineDoc as utoipa::OpenApi>::openapi()
+}
 
 /// The stream ingestion announces stored records on (metadata only; R-ING-2).
 pub const RECORDS_RECEIVED: &str = "records.received";

@@ -6,13 +6,23 @@ use sea_orm::DbErr;
 use sea_orm::sea_query::{Alias, Index, IntoIden};
 use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager};
 
+/// The table of masking's replica of the organisation hierarchy (held records by subtree).
+pub const ORG_TREE_TABLE: &str = "masking_org_tree";
+
 /// Masking's migrator.
 #[derive(Debug)]
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(OutboxMigration), Box::new(M0002MaskedRecords)]
+        vec![
+            Box::new(OutboxMigration),
+            Box::new(M0002MaskedRecords),
+            Box::new(etx_storage::OrgTreeMigration {
+                name: "masking_m0003_org_tree",
+                table: ORG_TREE_TABLE,
+            }),
+        ]
     }
 
     fn migration_table_name() -> sea_orm::DynIden {
