@@ -564,7 +564,10 @@ impl Hub {
                 ingestion.wait_ready().await;
                 // The masking stage reads what ingestion stored (issue 5 §1).
                 let mut masking = Process::spawn(spec("masking", "masking", false, &env));
+                let mut reconciliation =
+                    Process::spawn(spec("reconciliation", "reconciliation", false, &env));
                 masking.wait_ready().await;
+                reconciliation.wait_ready().await;
                 let mut genv = env.clone();
                 genv.push(("ETX__UPSTREAMS__IDENTITY".into(), identity.base_url()));
                 genv.push(("ETX__UPSTREAMS__INGESTION".into(), ingestion.base_url()));
@@ -572,7 +575,7 @@ impl Hub {
                 let mut gateway = Process::spawn(spec("gateway", "gateway", true, &genv));
                 gateway.wait_ready().await;
                 let cli = identity.spec().data_dir.clone();
-                (vec![identity, ingestion, masking, gateway], cli)
+                (vec![identity, ingestion, masking, reconciliation, gateway], cli)
             }
         };
         let gw = procs.last().expect("a gateway process");
@@ -626,6 +629,14 @@ impl Hub {
         match self.mode {
             Mode::AllInOne => &mut self.procs[0],
             Mode::Distributed => &mut self.procs[2],
+        }
+    }
+
+    /// The process that runs reconciliation (all-in-one: the only one).
+    pub fn reconciliation(&mut self) -> &mut Process {
+        match self.mode {
+            Mode::AllInOne => &mut self.procs[0],
+            Mode::Distributed => &mut self.procs[3],
         }
     }
 

@@ -1,8 +1,9 @@
-//! Fault tests of the pipeline (issue 5 acceptance, R-AVAIL, R-ING-2), distributed on
+//! Fault tests of the pipeline (issue 5 acceptance, R-AVAIL, R-ING-2, R-REC), distributed on
 //! PostgreSQL + Redis: while clients submit at a steady rate, `kill -9` the masking stage, then
-//! Redis itself (a private, append-only-file instance, so the shared server of the other tests
-//! is left alone). Afterwards every acknowledged record has exactly one masked copy and the
-//! masking group's backlog on `records.received` drains to zero.
+//! the reconciliation stage, then Redis itself (a private, append-only-file instance, so the
+//! shared server of the other tests is left alone). Afterwards every acknowledged record has
+//! exactly one masked copy and exactly one reconciliation outcome (in the accepted store or the
+//! conflict queue), and both groups' backlogs drain to zero.
 
 use crate::common::*;
 use etx_e2e::{Hub, HubOptions, Mode, free_port, query_i64, query_rows};
@@ -73,7 +74,7 @@ impl Drop for PrivateRedis {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn distributed_killing_masking_then_redis_loses_and_duplicates_nothing() {
+async fn distributed_killing_masking_reconciliation_then_redis_loses_and_duplicates_nothing() {
     let work = std::env::temp_dir().join(format!("etx-e2e-redis-{}", uuid::Uuid::now_v7().simple()));
     let mut redis = PrivateRedis::start(work.join("redis"));
     let mut hub = Hub::start(
@@ -126,13 +127,18 @@ async fn distributed_killing_masking_then_redis_loses_and_duplicates_nothing() {
         }
     };
 
-    // A third in: kill -9 the masking stage, restart it.
-    wait_for(total / 3).await;
+    // A quarter in: kill -9 the masking stage, restart it.
+    wait_for(total / 4).await;
     hub.masking().kill9();
     tokio::time::sleep(Duration::from_secs(1)).await;
     hub.masking().restart().await;
-    // Two thirds in: kill -9 Redis, restart it on the same files.
-    wait_for(2 * total / 3).await;
+    // Half-way: kill -9 the reconciliation stage, restart it.
+    wait_for(total / 2).await;
+    hub.reconciliation().kill9();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    hub.reconciliation().restart().await;
+    // Three quarters in: kill -9 Redis, restart it on the same files.
+    wait_for(3 * total / 4).await;
     let before_redis = acked.load(Ordering::SeqCst);
     redis.kill9();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -176,18 +182,52 @@ async fn distributed_killing_masking_then_redis_loses_and_duplicates_nothing() {
         .await,
         0
     );
-    let _ = db.close().await;
-
-    // The masking group's backlog drains to zero (nothing pending, nothing unread).
-    let queue = etx_queue::RedisQueue::connect(&redis.url(), hub.redis_prefix().unwrap()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // …and exactly one reconciliation outcome each, in the accepted store or the conflict queue
+    // (one source re-sending one indicator: revisions of one canonical record).
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let lag = queue.lag("records.received", "masking").await.unwrap();
-        if lag == 0 {
+        let n = query_i64(&db, "SELECT COUNT(*) AS n FROM rec_outcomes").await;
+        if n as usize >= total {
             break;
         }
-        assert!(Instant::now() < deadline, "the masking lag stays at {lag}");
+        assert!(
+            Instant::now() < deadline,
+            "only {n} of {total} acknowledged records were reconciled"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let decided: BTreeSet<String> = query_rows(&db, "SELECT record_id FROM rec_outcomes")
+        .await
+        .iter()
+        .map(|r| r.try_get::<uuid::Uuid>("", "record_id").unwrap().to_string())
+        .collect();
+    assert_eq!(decided, ids, "each acknowledged record decided exactly once");
+    assert_eq!(
+        query_i64(
+            &db,
+            "SELECT COUNT(*) AS n FROM rec_outcomes WHERE canonical_id IS NULL AND conflict_id IS NULL"
+        )
+        .await,
+        0,
+        "every outcome is in the accepted store or the conflict queue"
+    );
+    let _ = db.close().await;
+
+    // Both groups' backlogs drain to zero (nothing pending, nothing unread).
+    let queue = etx_queue::RedisQueue::connect(&redis.url(), hub.redis_prefix().unwrap()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (stream, group) in [
+        ("records.received", "masking"),
+        ("records.masked", "reconciliation"),
+    ] {
+        loop {
+            let lag = queue.lag(stream, group).await.unwrap();
+            if lag == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the {group} lag stays at {lag}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
     for (name, status) in hub.stop_all().await {
         assert!(status.success(), "{name} exited with {status} on SIGTERM");

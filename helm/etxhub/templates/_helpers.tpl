@@ -56,7 +56,7 @@ app.kubernetes.io/component: {{ .name }}
 
 {{/* Targets the binary knows; the chart refuses any other. */}}
 {{- define "etxhub.knownTargets" -}}
-gateway identity ingestion
+gateway identity ingestion masking reconciliation
 {{- end }}
 
 {{- define "etxhub.validateTarget" -}}
@@ -67,7 +67,7 @@ gateway identity ingestion
 
 {{/* Targets that use the queue (and so need the Redis URL). */}}
 {{- define "etxhub.usesQueue" -}}
-{{- if has . (list "ingestion") }}true{{ end }}
+{{- if has . (list "ingestion" "masking" "reconciliation") }}true{{ end }}
 {{- end }}
 
 {{/* Container port name of a target: https for the gateway, http otherwise. */}}

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The services a process can run.
-pub const TARGETS: [&str; 4] = ["gateway", "identity", "ingestion", "masking"];
+pub const TARGETS: [&str; 5] = ["gateway", "identity", "ingestion", "masking", "reconciliation"];
 
 /// Parses `--target` (`all` or a comma-separated list).
 pub fn parse_targets(s: &str) -> anyhow::Result<BTreeSet<String>> {
@@ -187,7 +187,10 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     let mut consumers = Vec::new();
     // The modules that write an outbox (ingestion, masking) share one queue and one relay per
     // process; several relays share the outbox on PostgreSQL (SKIP LOCKED).
-    let queue = if targets.contains("ingestion") || targets.contains("masking") {
+    let queue = if ["ingestion", "masking", "reconciliation"]
+        .iter()
+        .any(|t| targets.contains(*t))
+    {
         let q = open_queue(cfg, &db).await?;
         readiness.add_queue(q.clone());
         Some(q)
@@ -244,7 +247,10 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
                 .context("cannot create a data key for the masking stage")?;
         }
         let source = Arc::new(crate::pipeline::IngestionRecords::new(db.clone(), keys.clone()));
-        let vault = Arc::new(crate::pipeline::DataKeyVault::new(keys));
+        let vault = Arc::new(crate::pipeline::DataKeyVault::new(
+            keys,
+            crate::pipeline::MASKED_COPY_TWEAK,
+        ));
         let masker = etx_masking_core::Masker::new(
             crate::pipeline::masking_keys(cfg, &secrets)?,
             etx_masking_core::Detector::for_today(),
@@ -270,6 +276,48 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
         ));
         let ops = etx_masking::http::PipelineOps::new(queue, orgs, root_org_of(cfg)?);
         masking = Some((web::Data::new(module), web::Data::new(ops)));
+    }
+    // The reconciliation stage (issue 5 §4–5): records.masked → canonical records,
+    // records.accepted / records.conflicts.
+    if let (true, Some(queue), Some(outbox)) =
+        (targets.contains("reconciliation"), queue.clone(), outbox.as_ref())
+    {
+        // It reads masking's and ingestion's tables and seals with the data keys: a process
+        // that runs it alone prepares them too (idempotent, under the migration lock).
+        let keys = etx_ingestion::KeyManager::new(db.clone(), ring.clone());
+        if ingestion.is_none() {
+            etx_ingestion::migrate(&db).await?;
+        }
+        if masking.is_none() {
+            etx_masking::migrate(&db).await?;
+        }
+        if ring.active_data_key_id().is_none() {
+            keys.rotate()
+                .await
+                .context("cannot create a data key for the reconciliation stage")?;
+        }
+        let masked_vault = Arc::new(crate::pipeline::DataKeyVault::new(
+            keys.clone(),
+            crate::pipeline::MASKED_COPY_TWEAK,
+        ));
+        let source = Arc::new(crate::pipeline::MaskedRecords::new(db.clone(), masked_vault));
+        let vault = Arc::new(crate::pipeline::DataKeyVault::new(
+            keys,
+            crate::pipeline::RECONCILED_TWEAK,
+        ));
+        let module = etx_reconciliation::AppReconciliation::build(
+            db.clone(),
+            source,
+            vault,
+            etx_reconciliation_core::ReconcileConfig::default(),
+            Some(outbox.handle()),
+        )
+        .await
+        .context("cannot start the reconciliation stage")?;
+        consumers.push(module.spawn_consumer(
+            queue,
+            etx_queue::ConsumerConfig::new(etx_reconciliation::RECORDS_MASKED, etx_reconciliation::GROUP),
+        ));
     }
     // Started once the modules' migrations have created the outbox table.
     let relay = outbox.map(|o| o.spawn(Duration::from_millis(200)));

@@ -445,3 +445,68 @@ async fn wait_for_dead_letter(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The reconciliation stage's outcome of `record` (kind, canonical id): waits (up to 30 s).
+async fn outcome(app: &TestApp, record: &str) -> (String, Option<uuid::Uuid>) {
+    let db = app.app_db().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let id = uuid::Uuid::parse_str(record).unwrap();
+    loop {
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                "SELECT kind, canonical_id FROM rec_outcomes WHERE record_id = $1",
+                [id.into()],
+            ))
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            return (
+                row.try_get("", "kind").unwrap(),
+                row.try_get("", "canonical_id").unwrap(),
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "record {record} was never reconciled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+both_backends!(
+    records_flow_through_reconciliation_and_a_resent_fact_makes_one_canonical_record,
+    |app: TestApp| async move {
+        // The same figure sent twice under two idempotency keys (a re-send), and another one.
+        let first = submit(&app, &stats_record(41.0, Some("rec-1"))).await;
+        let again = submit(&app, &stats_record(41.0, Some("rec-2"))).await;
+        let mut other = stats_record(42.0, Some("rec-3"));
+        other["payload"]["indicator"] = json!("failed_transactions");
+        let other = submit(&app, &other).await;
+        let (kind_first, canonical_first) = outcome(&app, &first).await;
+        let (kind_again, canonical_again) = outcome(&app, &again).await;
+        let (kind_other, canonical_other) = outcome(&app, &other).await;
+        assert_eq!(kind_first, "new_canonical");
+        assert_eq!(kind_again, "duplicate", "a re-send of the same fact");
+        assert_eq!(canonical_first, canonical_again);
+        assert_eq!(kind_other, "new_canonical");
+        assert_ne!(canonical_other, canonical_first);
+        // Provenance: the canonical record lists both contributions.
+        let db = app.app_db().await;
+        let n: i64 = db
+            .query_one_raw(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM rec_contributions WHERE canonical_id = $1",
+                [canonical_first.unwrap().into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get("", "n")
+            .unwrap();
+        assert_eq!(n, 2);
+        for (table, text) in database_text(&app).await {
+            assert_no_canary(&format!("table {table}"), &text);
+        }
+    }
+);

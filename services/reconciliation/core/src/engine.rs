@@ -49,7 +49,7 @@ use crate::fuzzy::{self, FuzzyScore, Score, Verdict};
 use crate::ids::{CanonicalId, ConflictId};
 use crate::keys::{self, BlockingKey, FactKey, KeySet, SourceKey};
 use crate::period::{self, PeriodApproval, PeriodKey};
-use crate::record::{IncomingRecord, is_pointer};
+use crate::record::{IncomingRecord, SourceRef, is_pointer};
 
 /// Why a record cannot be decided on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -168,6 +168,10 @@ pub struct Held {
     pub record_id: RecordId,
     /// The approval that holds it.
     pub key: PeriodKey,
+    /// Who sent it (a held record was received: completeness counts it, R-REC).
+    pub source: SourceRef,
+    /// When ingestion received it.
+    pub received_at: DateTime<Utc>,
 }
 
 /// What a record is (R-REC).
@@ -387,6 +391,8 @@ impl Reconciler {
             return Ok(Decision::Held(Held {
                 record_id: rec.record_id,
                 key: a.key,
+                source: rec.source,
+                received_at: rec.received_at,
             }));
         }
 

@@ -24,7 +24,9 @@
 //! * [`period`] — [`PeriodApproval`]: open → approved (read-only) → reopened (with a reason).
 //! * [`completeness`](mod@completeness) — expected / received / late / missing per organisation and period.
 //! * [`ports`], [`service`], [`memory`] — the storage contracts, the use cases over them, and
-//!   an in-memory reference implementation.
+//!   an in-memory reference implementation (its executable contract: the `contract` module,
+//!   feature `contract`).
+//! * [`inputs`] — [`MaskedSource`], where the server reads the masked records it reconciles.
 //!
 //! The rules, per category, are listed in `README.md` beside this crate.
 //!
@@ -79,9 +81,12 @@ pub mod categories;
 pub mod completeness;
 pub mod config;
 pub mod conflict;
+#[cfg(feature = "contract")]
+pub mod contract;
 pub mod engine;
 pub mod fuzzy;
 pub mod ids;
+pub mod inputs;
 pub mod keys;
 pub mod memory;
 pub mod normalise;
@@ -110,6 +115,7 @@ pub use engine::{
 };
 pub use fuzzy::{FuzzyScore, Score, Verdict, score};
 pub use ids::{CanonicalId, ConflictId};
+pub use inputs::{InputError, MaskedSource};
 pub use keys::{BlockingKey, FactKey, KeySet, SourceKey};
 pub use memory::MemoryStore;
 pub use period::{ApprovalScope, PeriodApproval, PeriodError, PeriodKey, PeriodState, Reason};
@@ -118,4 +124,6 @@ pub use ports::{
     StoreError,
 };
 pub use record::{IncomingRecord, MatchToken, MatchTokens, ProvinceCode, RecordError, SourceRef};
-pub use service::{ReconcileError, Reconciled, ReconciliationService, Reopened};
+pub use service::{
+    PeriodChangeError, ReconcileError, Reconciled, ReconciliationService, Reopened, ResolveConflictError,
+};

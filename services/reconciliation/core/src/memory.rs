@@ -123,6 +123,30 @@ impl State {
         Ok(())
     }
 
+    /// Checks that a new canonical record founded by `record` does not split a fact another
+    /// write founded meanwhile: no live record holds its source key, or its fact key unless a
+    /// remembered rejection forbids it.
+    fn check_founding(&self, canonical: &CanonicalRecord, record: RecordId) -> Result<(), SaveError> {
+        let Some(keys) = canonical.contribution(record).map(|c| &c.keys) else {
+            return Ok(());
+        };
+        for live in self.live.values() {
+            if live.source_keys().contains(&keys.source) {
+                return Err(SaveError::Stale);
+            }
+            let shares_fact = keys.fact.is_some_and(|f| live.fact_keys().contains(&f));
+            if shares_fact
+                && !self
+                    .rejections
+                    .iter()
+                    .any(|r| r.forbids(record, keys.source, live))
+            {
+                return Err(SaveError::Stale);
+            }
+        }
+        Ok(())
+    }
+
     /// Writes a checked canonical record.
     fn put_canonical(&mut self, canonical: &CanonicalRecord, previous: Option<Previous>) {
         if let Some(p) = previous
@@ -195,6 +219,9 @@ impl ReconciliationStore for MemoryStore {
                     return Err(SaveError::Stale);
                 }
                 s.check_canonical(&l.canonical, l.previous)?;
+                if l.previous.is_none() {
+                    s.check_founding(&l.canonical, record)?;
+                }
                 s.put_canonical(&l.canonical, l.previous);
             }
         }

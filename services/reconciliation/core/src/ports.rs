@@ -68,8 +68,13 @@ pub trait ReconciliationStore: Send + Sync {
     ///   (else [`SaveError::Stale`]); when `canonical.id != p.id` the row `p.id` is retired with
     ///   `merged_into = canonical.id` (and rows merged into `p.id` follow) and `canonical` is
     ///   stored under its own id. With `previous = None` no canonical record with that id may
-    ///   exist (else [`SaveError::Stale`]). The contributions and their keys are stored so that
-    ///   [`ReconciliationStore::candidates`] finds them;
+    ///   exist (else [`SaveError::Stale`]); nor may a live canonical record hold a contribution
+    ///   with the record's source key, or with its fact key unless a remembered rejection of the
+    ///   record or its source key forbids that canonical record ([`RejectedPair::forbids`]) —
+    ///   another consumer founded the same fact meanwhile, and the decision would split it in
+    ///   two: [`SaveError::Stale`] (in SQL: serialise saves per source and fact key, e.g. with an
+    ///   advisory lock, and check inside the transaction). The contributions and their keys are
+    ///   stored so that [`ReconciliationStore::candidates`] finds them;
     /// * a conflict: it is stored open (an existing conflict with the same id →
     ///   [`SaveError::AlreadyDecided`]);
     /// * held: the record is listed under its period key for

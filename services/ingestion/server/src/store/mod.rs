@@ -20,7 +20,8 @@ use etx_ingestion_core::{
 use etx_storage::{OrgReplica, OutboxEntry, RelayHandle, insert_outbox};
 use keys::KeyManager;
 use sea_orm::{
-    DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, QueryFilter, Set,
+    DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
+    Set,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -226,6 +227,34 @@ pub async fn records_by_ids(
             .map_err(|e| StoreError::Unknown(e.into()))?;
         for m in rows {
             out.push(open_record(keys, m).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// The keyed content hashes (`content_mac`) of the records among `ids`: what reconciliation
+/// compares to recognise a re-sent record, whatever the masking policy (issue 5 §4).
+pub async fn content_macs(
+    db: &DatabaseConnection,
+    ids: &[RecordId],
+) -> Result<HashMap<RecordId, [u8; 32]>, DbErr> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let rows: Vec<(uuid::Uuid, Vec<u8>)> = record::Entity::find()
+            .select_only()
+            .column(record::Column::Id)
+            .column(record::Column::ContentMac)
+            .filter(sea_orm::ColumnTrait::is_in(
+                &record::Column::Id,
+                chunk.iter().map(|i| i.as_uuid()),
+            ))
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (id, mac) in rows {
+            if let Ok(mac) = <[u8; 32]>::try_from(mac.as_slice()) {
+                out.insert(RecordId::from_uuid(id), mac);
+            }
         }
     }
     Ok(out)

@@ -516,7 +516,9 @@ fn records_of_an_approved_period_are_held() {
         d,
         Decision::Held(Held {
             record_id: r.record_id,
-            key
+            key,
+            source: r.source,
+            received_at: r.received_at,
         })
     );
     assert_eq!(d.kind().status(), "held");

@@ -1,0 +1,1389 @@
+//! Reconciliation's store (sea-orm, SQLite or PostgreSQL): every port of
+//! `etx_reconciliation_core::ports` — canonical records with their contributions (provenance,
+//! R-DATA-3), the key index the candidate lookup reads, record outcomes (idempotency), the
+//! conflict queue, remembered rejections and period approvals (R-REC) — each write in one
+//! transaction with the outbox entries announcing it (R-AVAIL).
+//!
+//! Concurrency (several consumers, at-least-once delivery):
+//! * every save first takes a lock per record id and per source and fact key of the record
+//!   (PostgreSQL: transaction-scoped advisory locks, in sorted order; SQLite: `BEGIN IMMEDIATE`
+//!   serialises writers), so two saves about the same record or fact run one after the other;
+//! * a canonical record is changed only at the version the decision read
+//!   (`UPDATE … WHERE version = ? AND merged_into IS NULL`), else [`SaveError::Stale`];
+//! * a new canonical record is refused ([`SaveError::Stale`]) when a live one already holds the
+//!   record's source key, or its fact key without a remembered rejection;
+//! * covering approvals are read `FOR SHARE` inside the transaction, so a period approved after
+//!   the decision was made sends the service back to decide again (and hold the record).
+//!
+//! Payloads are sealed with the [`PayloadVault`] before the transaction begins (a vault may
+//! write its own key table, which on SQLite would wait for this very transaction).
+
+pub mod entities;
+pub mod migrations;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow};
+use chrono::{DateTime, Utc};
+use entities::{canonical_record, conflict, contribution, key_index, outcome, period_approval, rejection};
+use etx_domain::{
+    Category, ContentHash, Form, OrgId, OrgKind, Period, Priority, ReceiptId, RecordId, SchemaVersion,
+    SystemId, UserId,
+};
+use etx_masking_core::PayloadVault;
+use etx_reconciliation_core::engine::Previous;
+use etx_reconciliation_core::{
+    ApprovalScope, BlockingKey, CandidateQuery, CanonicalId, CanonicalRecord, Conflict, ConflictFilter,
+    ConflictId, ConflictStatus, ConflictStore, Contribution, Decision, DecisionKind, DecisionMemory,
+    DecisionSummary, FactKey, KeySet, MatchTokens, OperatorOverride, PeriodApproval, PeriodApprovals,
+    PeriodKey, ReceivedSubmission, ReconciliationStore, RejectedPair, Resolved, Role, SaveError, Score,
+    SourceKey, SourceRef, StoreError, ValueOrigin,
+};
+use etx_storage::{OutboxEntry, insert_outbox};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::messages;
+
+/// Most canonical records the candidate lookup returns for blocking (fuzzy) keys alone, oldest
+/// first; every source-key and fact-key match is always returned. A block this large means the
+/// blocking keys of a category are too coarse, not that more comparisons would help.
+pub const MAX_BLOCK_CANDIDATES: u64 = 200;
+
+/// Most conflicts one [`ConflictStore::conflicts`] call returns, whatever the filter asks.
+pub const MAX_CONFLICT_PAGE: usize = 500;
+
+/// How many merge hops [`ReconciliationStore::canonical`] follows before calling the chain
+/// broken (renames re-point older aliases, so a chain is one hop in practice).
+const MAX_HOPS: usize = 64;
+
+/// The associated-data "organisation" of sealed canonical values: they belong to no one source.
+const CANONICAL_SEAL: Uuid = Uuid::from_u128(0x7265_636f_6e63_696c_6961_7469_6f6e_0001);
+/// The associated-data "organisation" of sealed conflicts.
+const CONFLICT_SEAL: Uuid = Uuid::from_u128(0x7265_636f_6e63_696c_6961_7469_6f6e_0002);
+
+/// The store of every reconciliation port over one database (migrated: see [`crate::migrate`]).
+/// Clones share the connection pool; [`SqlStore::with_priority`] gives the view whose outbox
+/// entries carry a message's priority (R-DATA-2).
+#[derive(Clone)]
+pub struct SqlStore {
+    db: DatabaseConnection,
+    vault: Arc<dyn PayloadVault>,
+    priority: Priority,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("priority", &self.priority)
+            .finish_non_exhaustive()
+    }
+}
+
+fn db_err(e: DbErr) -> anyhow::Error {
+    anyhow::Error::new(e).context("reconciliation store")
+}
+
+fn read_err(e: DbErr) -> StoreError {
+    StoreError::Unknown(db_err(e))
+}
+
+fn save_err(e: DbErr) -> SaveError {
+    SaveError::Unknown(db_err(e))
+}
+
+/// A unique violation on an insert means another writer got there first.
+fn conflict_or(e: DbErr, then: SaveError) -> SaveError {
+    if etx_storage::is_unique_violation(&e) {
+        then
+    } else {
+        save_err(e)
+    }
+}
+
+/// The wire code of a serde enum (`"fact_tolerance"`).
+fn code<T: Serialize>(v: &T) -> anyhow::Result<String> {
+    match serde_json::to_value(v)? {
+        Value::String(s) => Ok(s),
+        other => Err(anyhow!("expected a code, got {other}")),
+    }
+}
+
+fn from_code<T: DeserializeOwned>(s: &str, what: &str) -> anyhow::Result<T> {
+    serde_json::from_value(Value::String(s.to_owned())).with_context(|| format!("stored {what} is unknown"))
+}
+
+fn json_text<T: Serialize>(v: &T) -> anyhow::Result<String> {
+    Ok(serde_json::to_string(v)?)
+}
+
+fn from_json<T: DeserializeOwned>(s: &str, what: &str) -> anyhow::Result<T> {
+    serde_json::from_str(s).with_context(|| format!("stored {what} does not parse"))
+}
+
+fn u64_of(n: i64, what: &str) -> anyhow::Result<u64> {
+    u64::try_from(n).map_err(|_| anyhow!("stored {what} is negative"))
+}
+
+fn i64_of(n: u64) -> anyhow::Result<i64> {
+    i64::try_from(n).map_err(|_| anyhow!("{n} does not fit a column"))
+}
+
+fn scope_code(scope: ApprovalScope) -> String {
+    match scope {
+        ApprovalScope::All => "all".to_owned(),
+        ApprovalScope::Org(o) => o.to_string(),
+    }
+}
+
+/// A transaction-scoped lock id for `bytes` (PostgreSQL advisory locks take a bigint).
+fn lock_id(tag: u8, bytes: &[u8]) -> i64 {
+    let mut b = [0u8; 8];
+    for (i, x) in bytes.iter().take(8).enumerate() {
+        b[i] = *x;
+    }
+    b[0] ^= tag;
+    i64::from_be_bytes(b)
+}
+
+/// The operator's override without its value (which is the canonical record's payload).
+#[derive(Debug, Serialize, Deserialize)]
+struct OverrideMeta {
+    by: UserId,
+    at: DateTime<Utc>,
+    conflict: ConflictId,
+}
+
+/// Where a stored contribution sits in its canonical record.
+struct StoredContribution {
+    canonical_id: Uuid,
+    ordinal: i32,
+    role: String,
+    role_record: Option<Uuid>,
+}
+
+/// A canonical record's new state, with what had to be sealed before the transaction.
+struct SealedLink<'a> {
+    canonical: &'a CanonicalRecord,
+    previous: Option<Previous>,
+    /// The sealed value.
+    payload: Vec<u8>,
+    /// The sealed payloads of the contributions new in this change.
+    fresh: HashMap<RecordId, Vec<u8>>,
+}
+
+impl SqlStore {
+    /// A store over `db`, sealing payloads with `vault`; its outbox entries carry normal
+    /// priority.
+    pub fn new(db: DatabaseConnection, vault: Arc<dyn PayloadVault>) -> Self {
+        Self {
+            db,
+            vault,
+            priority: Priority::Normal,
+        }
+    }
+
+    /// This store, announcing its decisions with `priority`.
+    #[must_use]
+    pub fn with_priority(&self, priority: Priority) -> Self {
+        Self {
+            priority,
+            ..self.clone()
+        }
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    fn chunk(&self) -> usize {
+        if self.db.get_database_backend() == DbBackend::Sqlite {
+            200
+        } else {
+            1000
+        }
+    }
+
+    async fn seal(&self, org: Uuid, id: Uuid, value: &Value) -> anyhow::Result<Vec<u8>> {
+        let plain = serde_json::to_vec(value)?;
+        self.vault
+            .seal(OrgId::from_uuid(org), RecordId::from_uuid(id), &plain)
+            .await
+            .map_err(|e| anyhow!("cannot seal a payload: {e}"))
+    }
+
+    async fn open(&self, org: Uuid, id: Uuid, sealed: &[u8]) -> anyhow::Result<Value> {
+        let plain = self
+            .vault
+            .open(OrgId::from_uuid(org), RecordId::from_uuid(id), sealed)
+            .await
+            .map_err(|e| anyhow!("a sealed payload of {id} does not open: {e}"))?;
+        serde_json::from_slice(&plain).with_context(|| format!("the payload of {id} is not JSON"))
+    }
+
+    /// Seals what a link writes: the value, and the contributions the store does not hold yet
+    /// (the record just decided; on a rejection, the record founding its own canonical record).
+    async fn seal_link<'a>(
+        &self,
+        canonical: &'a CanonicalRecord,
+        previous: Option<Previous>,
+        fresh: &[RecordId],
+    ) -> anyhow::Result<SealedLink<'a>> {
+        let payload = self
+            .seal(CANONICAL_SEAL, canonical.id.as_uuid(), &canonical.payload)
+            .await?;
+        let mut sealed = HashMap::new();
+        for c in canonical
+            .contributions
+            .iter()
+            .filter(|c| fresh.contains(&c.record_id))
+        {
+            sealed.insert(
+                c.record_id,
+                self.seal(c.source.org_id.as_uuid(), c.record_id.as_uuid(), &c.payload)
+                    .await?,
+            );
+        }
+        Ok(SealedLink {
+            canonical,
+            previous,
+            payload,
+            fresh: sealed,
+        })
+    }
+
+    // --- reads ------------------------------------------------------------------------------
+
+    /// Live canonical records among `ids` (of `scope`'s category and period when given), with
+    /// every contribution.
+    async fn load_live(
+        &self,
+        ids: &[Uuid],
+        scope: Option<(Category, Period)>,
+    ) -> Result<Vec<CanonicalRecord>, StoreError> {
+        let mut rows = Vec::new();
+        for chunk in ids.chunks(self.chunk()) {
+            let mut q = canonical_record::Entity::find()
+                .filter(canonical_record::Column::Id.is_in(chunk.iter().copied()))
+                .filter(canonical_record::Column::MergedInto.is_null());
+            if let Some((category, period)) = scope {
+                q = q
+                    .filter(canonical_record::Column::Category.eq(category.as_str()))
+                    .filter(canonical_record::Column::Period.eq(period.to_string()));
+            }
+            rows.extend(q.all(&self.db).await.map_err(read_err)?);
+        }
+        let live: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let mut by_canonical: HashMap<Uuid, Vec<contribution::Model>> = HashMap::new();
+        for chunk in live.chunks(self.chunk()) {
+            let found = contribution::Entity::find()
+                .filter(contribution::Column::CanonicalId.is_in(chunk.iter().copied()))
+                .all(&self.db)
+                .await
+                .map_err(read_err)?;
+            for c in found {
+                by_canonical.entry(c.canonical_id).or_default().push(c);
+            }
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut contributions = by_canonical.remove(&row.id).unwrap_or_default();
+            contributions.sort_by_key(|c| c.ordinal);
+            out.push(self.assemble(row, contributions).await?);
+        }
+        Ok(out)
+    }
+
+    async fn assemble(
+        &self,
+        row: canonical_record::Model,
+        rows: Vec<contribution::Model>,
+    ) -> Result<CanonicalRecord, StoreError> {
+        let id = row.id;
+        let corrupt = |e: anyhow::Error| StoreError::Unknown(e.context(format!("canonical record {id}")));
+        let payload = self
+            .open(CANONICAL_SEAL, id, &row.payload)
+            .await
+            .map_err(corrupt)?;
+        let mut contributions = Vec::with_capacity(rows.len());
+        for c in rows {
+            contributions.push(self.contribution(c).await.map_err(corrupt)?);
+        }
+        let operator_override = match &row.operator_override {
+            Some(text) => {
+                let meta: OverrideMeta = from_json(text, "operator override").map_err(corrupt)?;
+                Some(OperatorOverride {
+                    payload: payload.clone(),
+                    by: meta.by,
+                    at: meta.at,
+                    conflict: meta.conflict,
+                })
+            }
+            None => None,
+        };
+        Ok(CanonicalRecord {
+            id: CanonicalId::from_uuid(id),
+            category: Category::parse(&row.category).map_err(|_| corrupt(anyhow!("unknown category")))?,
+            period: Period::parse(&row.period).map_err(|_| corrupt(anyhow!("invalid period")))?,
+            created_at: row.created_at,
+            version: u64_of(row.version, "version").map_err(corrupt)?,
+            contributions,
+            payload,
+            value_origin: from_json::<ValueOrigin>(&row.value_origin, "value origin").map_err(corrupt)?,
+            operator_override,
+            aliases: from_json(&row.aliases, "aliases").map_err(corrupt)?,
+        })
+    }
+
+    async fn contribution(&self, c: contribution::Model) -> anyhow::Result<Contribution> {
+        let role = match (c.role.as_str(), c.role_record) {
+            ("current", None) => Role::Current,
+            ("duplicate", Some(of)) => Role::Duplicate {
+                of: RecordId::from_uuid(of),
+            },
+            ("superseded", Some(by)) => Role::Superseded {
+                by: RecordId::from_uuid(by),
+            },
+            _ => return Err(anyhow!("contribution {} has an invalid role", c.record_id)),
+        };
+        let blocking: Vec<String> = from_json(&c.blocking_keys, "blocking keys")?;
+        let blocking = blocking
+            .iter()
+            .map(|k| BlockingKey::parse(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        let schema_version = u16::try_from(c.schema_version)
+            .ok()
+            .and_then(|n| SchemaVersion::parse(&n.to_string()).ok())
+            .ok_or_else(|| anyhow!("invalid schema version"))?;
+        let score = match c.score {
+            Some(x) => Some(Score::new(x).ok_or_else(|| anyhow!("invalid score"))?),
+            None => None,
+        };
+        Ok(Contribution {
+            record_id: RecordId::from_uuid(c.record_id),
+            source: SourceRef {
+                org_id: OrgId::from_uuid(c.org_id),
+                org_kind: OrgKind::parse(&c.org_kind).map_err(|_| anyhow!("unknown organisation kind"))?,
+                system_id: SystemId::from_uuid(c.system_id),
+                receipt_id: ReceiptId::from_uuid(c.receipt_id),
+            },
+            received_at: c.received_at,
+            form: Form::parse(&c.form).map_err(|_| anyhow!("unknown form"))?,
+            schema_version,
+            masking_policy_version: u32::try_from(c.masking_policy_version)
+                .map_err(|_| anyhow!("invalid masking policy version"))?,
+            content: ContentHash::parse(&c.content).map_err(|_| anyhow!("invalid content digest"))?,
+            keys: KeySet {
+                source: SourceKey::parse(&c.source_key)?,
+                fact: c.fact_key.as_deref().map(FactKey::parse).transpose()?,
+                blocking,
+            },
+            rule: from_code(&c.rule, "rule")?,
+            score,
+            config_version: u32::try_from(c.config_version).map_err(|_| anyhow!("invalid config version"))?,
+            linked_at: c.linked_at,
+            role,
+            payload: self.open(c.org_id, c.record_id, &c.payload).await?,
+            match_tokens: from_json::<MatchTokens>(&c.match_tokens, "match tokens")?,
+        })
+    }
+
+    async fn open_conflict(&self, row: &conflict::Model) -> Result<Conflict, StoreError> {
+        let doc = self
+            .open(CONFLICT_SEAL, row.id, &row.body)
+            .await
+            .map_err(StoreError::Unknown)?;
+        serde_json::from_value(doc)
+            .with_context(|| format!("stored conflict {} does not parse", row.id))
+            .map_err(StoreError::Unknown)
+    }
+
+    /// Canonical ids holding one of `keys` (at most `limit` when given, oldest first).
+    async fn holders(&self, keys: &[String], limit: Option<u64>) -> Result<Vec<Uuid>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = key_index::Entity::find()
+            .select_only()
+            .column(key_index::Column::CanonicalId)
+            .distinct()
+            .filter(key_index::Column::Key.is_in(keys.iter().cloned()));
+        if let Some(n) = limit {
+            q = q.order_by_asc(key_index::Column::CanonicalId).limit(n);
+        }
+        q.into_tuple().all(&self.db).await.map_err(read_err)
+    }
+
+    /// Every record received for `orgs` and `periods` (R-REC completeness): one per record
+    /// decided in any way.
+    pub async fn received(
+        &self,
+        orgs: &[OrgId],
+        periods: &[Period],
+    ) -> Result<Vec<ReceivedSubmission>, StoreError> {
+        let periods: Vec<String> = periods.iter().map(ToString::to_string).collect();
+        let mut out = Vec::new();
+        if periods.is_empty() {
+            return Ok(out);
+        }
+        for chunk in orgs.chunks(self.chunk()) {
+            let rows = outcome::Entity::find()
+                .filter(outcome::Column::OrgId.is_in(chunk.iter().map(OrgId::as_uuid)))
+                .filter(outcome::Column::Period.is_in(periods.iter().cloned()))
+                .all(&self.db)
+                .await
+                .map_err(read_err)?;
+            for r in rows {
+                let corrupt = |what: &str| StoreError::Unknown(anyhow!("outcome of {}: {what}", r.record_id));
+                out.push(ReceivedSubmission {
+                    org_id: OrgId::from_uuid(r.org_id),
+                    category: Category::parse(&r.category).map_err(|_| corrupt("unknown category"))?,
+                    period: Period::parse(&r.period).map_err(|_| corrupt("invalid period"))?,
+                    record_id: RecordId::from_uuid(r.record_id),
+                    received_at: r.received_at,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The outcomes saved for `ids` other than held (final: the handler skips them).
+    pub async fn final_outcomes(&self, ids: &[RecordId]) -> Result<BTreeSet<RecordId>, StoreError> {
+        let mut out = BTreeSet::new();
+        for chunk in ids.chunks(self.chunk()) {
+            let found: Vec<Uuid> = outcome::Entity::find()
+                .select_only()
+                .column(outcome::Column::RecordId)
+                .filter(outcome::Column::RecordId.is_in(chunk.iter().map(RecordId::as_uuid)))
+                .filter(outcome::Column::Kind.ne(DecisionKind::Held.as_str()))
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .map_err(read_err)?;
+            out.extend(found.into_iter().map(RecordId::from_uuid));
+        }
+        Ok(out)
+    }
+
+    // --- writes -----------------------------------------------------------------------------
+
+    /// Takes the locks of a save about `record` and its `keys` (PostgreSQL; SQLite's
+    /// `BEGIN IMMEDIATE` already serialises writers).
+    async fn lock(
+        &self,
+        txn: &DatabaseTransaction,
+        record: RecordId,
+        keys: Option<&KeySet>,
+    ) -> Result<(), SaveError> {
+        if txn.get_database_backend() != DbBackend::Postgres {
+            return Ok(());
+        }
+        let mut ids = vec![lock_id(1, record.as_uuid().as_bytes())];
+        if let Some(k) = keys {
+            ids.push(lock_id(2, k.source.as_bytes()));
+            if let Some(f) = k.fact {
+                ids.push(lock_id(3, f.as_bytes()));
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [id.into()],
+            ))
+            .await
+            .map_err(save_err)?;
+        }
+        Ok(())
+    }
+
+    /// [`SaveError::AlreadyDecided`] when `record` has an outcome other than held.
+    async fn check_undecided(&self, txn: &DatabaseTransaction, record: RecordId) -> Result<(), SaveError> {
+        let kind: Option<String> = outcome::Entity::find_by_id(record.as_uuid())
+            .select_only()
+            .column(outcome::Column::Kind)
+            .into_tuple()
+            .one(txn)
+            .await
+            .map_err(save_err)?;
+        match kind {
+            Some(k) if k != DecisionKind::Held.as_str() => Err(SaveError::AlreadyDecided),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`SaveError::Stale`] when a read-only approval covers `org`'s records of `category`
+    /// and `period` (read `FOR SHARE`: an approval being saved waits for this transaction).
+    async fn check_writable(
+        &self,
+        txn: &DatabaseTransaction,
+        org: OrgId,
+        category: Category,
+        period: Period,
+    ) -> Result<(), SaveError> {
+        let read_only: Vec<bool> = period_approval::Entity::find()
+            .select_only()
+            .column(period_approval::Column::ReadOnly)
+            .filter(period_approval::Column::Category.eq(category.as_str()))
+            .filter(period_approval::Column::Period.eq(period.to_string()))
+            .filter(period_approval::Column::Scope.is_in([scope_code(ApprovalScope::All), org.to_string()]))
+            .lock_shared()
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(save_err)?;
+        if read_only.into_iter().any(|r| r) {
+            return Err(SaveError::Stale);
+        }
+        Ok(())
+    }
+
+    /// A new canonical record founded by `record` must not split a fact: no live record may
+    /// hold its source key, nor its fact key unless a remembered rejection forbids it.
+    async fn check_founding(
+        &self,
+        txn: &DatabaseTransaction,
+        record: RecordId,
+        keys: &KeySet,
+    ) -> Result<(), SaveError> {
+        let source = keys.source.to_string();
+        let mut wanted = vec![source.clone()];
+        if let Some(f) = keys.fact {
+            wanted.push(f.to_string());
+        }
+        let rows = key_index::Entity::find()
+            .filter(key_index::Column::Key.is_in(wanted))
+            .all(txn)
+            .await
+            .map_err(save_err)?;
+        if rows.iter().any(|r| r.key == source) {
+            return Err(SaveError::Stale);
+        }
+        let holders: BTreeSet<Uuid> = rows.iter().map(|r| r.canonical_id).collect();
+        if holders.is_empty() {
+            return Ok(());
+        }
+        let rejected: Vec<Uuid> = rejection::Entity::find()
+            .select_only()
+            .column(rejection::Column::CanonicalId)
+            .filter(
+                sea_orm::Condition::any()
+                    .add(rejection::Column::RecordId.eq(record.as_uuid()))
+                    .add(rejection::Column::SourceKey.eq(source)),
+            )
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(save_err)?;
+        let found = canonical_record::Entity::find()
+            .filter(canonical_record::Column::Id.is_in(holders.iter().copied()))
+            .all(txn)
+            .await
+            .map_err(save_err)?;
+        for h in found {
+            let aliases: Vec<Uuid> = from_json(&h.aliases, "aliases").map_err(SaveError::Unknown)?;
+            let forbidden = rejected.iter().any(|r| *r == h.id || aliases.contains(r));
+            if !forbidden {
+                return Err(SaveError::Stale);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a canonical record's new state (see [`ReconciliationStore::save_decision`]).
+    async fn write_link(
+        &self,
+        txn: &DatabaseTransaction,
+        link: &SealedLink<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(), SaveError> {
+        let c = link.canonical;
+        let new_id = c.id.as_uuid();
+        let version = i64_of(c.version).map_err(SaveError::Unknown)?;
+        let value_origin = json_text(&c.value_origin).map_err(SaveError::Unknown)?;
+        let over = c
+            .operator_override
+            .as_ref()
+            .map(|o| {
+                json_text(&OverrideMeta {
+                    by: o.by,
+                    at: o.at,
+                    conflict: o.conflict,
+                })
+            })
+            .transpose()
+            .map_err(SaveError::Unknown)?;
+        let aliases = json_text(&c.aliases).map_err(SaveError::Unknown)?;
+        let row = canonical_record::ActiveModel {
+            id: Set(new_id),
+            category: Set(c.category.as_str().to_owned()),
+            period: Set(c.period.to_string()),
+            created_at: Set(c.created_at),
+            version: Set(version),
+            merged_into: Set(None),
+            payload: Set(link.payload.clone()),
+            value_origin: Set(value_origin.clone()),
+            operator_override: Set(over.clone()),
+            aliases: Set(aliases.clone()),
+            updated_at: Set(now),
+        };
+        let mut existing: HashMap<Uuid, StoredContribution> = HashMap::new();
+        match link.previous {
+            Some(p) if p.id == c.id => {
+                let updated = canonical_record::Entity::update_many()
+                    .col_expr(canonical_record::Column::CreatedAt, Expr::value(c.created_at))
+                    .col_expr(canonical_record::Column::Version, Expr::value(version))
+                    .col_expr(
+                        canonical_record::Column::Payload,
+                        Expr::value(link.payload.clone()),
+                    )
+                    .col_expr(canonical_record::Column::ValueOrigin, Expr::value(value_origin))
+                    .col_expr(canonical_record::Column::OperatorOverride, Expr::value(over))
+                    .col_expr(canonical_record::Column::Aliases, Expr::value(aliases))
+                    .col_expr(canonical_record::Column::UpdatedAt, Expr::value(now))
+                    .filter(canonical_record::Column::Id.eq(new_id))
+                    .filter(
+                        canonical_record::Column::Version.eq(i64_of(p.version).map_err(SaveError::Unknown)?),
+                    )
+                    .filter(canonical_record::Column::MergedInto.is_null())
+                    .exec(txn)
+                    .await
+                    .map_err(save_err)?;
+                if updated.rows_affected != 1 {
+                    return Err(SaveError::Stale);
+                }
+                existing.extend(self.stored_contributions(txn, p.id).await?);
+            }
+            Some(p) => {
+                // Renamed to an older record's id: the old row is retired and points to it.
+                let old = p.id.as_uuid();
+                let retired = canonical_record::Entity::update_many()
+                    .col_expr(canonical_record::Column::MergedInto, Expr::value(new_id))
+                    .col_expr(
+                        canonical_record::Column::Version,
+                        Expr::value(i64_of(p.version + 1).map_err(SaveError::Unknown)?),
+                    )
+                    .col_expr(canonical_record::Column::UpdatedAt, Expr::value(now))
+                    .filter(canonical_record::Column::Id.eq(old))
+                    .filter(
+                        canonical_record::Column::Version.eq(i64_of(p.version).map_err(SaveError::Unknown)?),
+                    )
+                    .filter(canonical_record::Column::MergedInto.is_null())
+                    .exec(txn)
+                    .await
+                    .map_err(save_err)?;
+                if retired.rows_affected != 1 {
+                    return Err(SaveError::Stale);
+                }
+                canonical_record::Entity::insert(row)
+                    .exec_without_returning(txn)
+                    .await
+                    .map_err(|e| conflict_or(e, SaveError::Stale))?;
+                canonical_record::Entity::update_many()
+                    .col_expr(canonical_record::Column::MergedInto, Expr::value(new_id))
+                    .filter(canonical_record::Column::MergedInto.eq(old))
+                    .exec(txn)
+                    .await
+                    .map_err(save_err)?;
+                key_index::Entity::update_many()
+                    .col_expr(key_index::Column::CanonicalId, Expr::value(new_id))
+                    .filter(key_index::Column::CanonicalId.eq(old))
+                    .exec(txn)
+                    .await
+                    .map_err(save_err)?;
+                existing.extend(self.stored_contributions(txn, p.id).await?);
+            }
+            None => {
+                canonical_record::Entity::insert(row)
+                    .exec_without_returning(txn)
+                    .await
+                    .map_err(|e| conflict_or(e, SaveError::Stale))?;
+            }
+        }
+
+        let mut inserts = Vec::new();
+        let mut keys = Vec::new();
+        for (i, x) in c.contributions.iter().enumerate() {
+            let ordinal =
+                i32::try_from(i).map_err(|_| SaveError::Unknown(anyhow!("too many contributions")))?;
+            let (role, role_record) = match x.role {
+                Role::Current => ("current", None),
+                Role::Duplicate { of } => ("duplicate", Some(of.as_uuid())),
+                Role::Superseded { by } => ("superseded", Some(by.as_uuid())),
+            };
+            match existing.remove(&x.record_id.as_uuid()) {
+                Some(stored) => {
+                    if stored.canonical_id != new_id
+                        || stored.ordinal != ordinal
+                        || stored.role != role
+                        || stored.role_record != role_record
+                    {
+                        contribution::Entity::update_many()
+                            .col_expr(contribution::Column::CanonicalId, Expr::value(new_id))
+                            .col_expr(contribution::Column::Ordinal, Expr::value(ordinal))
+                            .col_expr(contribution::Column::Role, Expr::value(role))
+                            .col_expr(contribution::Column::RoleRecord, Expr::value(role_record))
+                            .filter(contribution::Column::RecordId.eq(x.record_id.as_uuid()))
+                            .exec(txn)
+                            .await
+                            .map_err(save_err)?;
+                    }
+                }
+                None => {
+                    // Only the record just linked is new; anything else means the decision was
+                    // made on a state that has changed since.
+                    let Some(sealed) = link.fresh.get(&x.record_id) else {
+                        return Err(SaveError::Stale);
+                    };
+                    inserts.push(contribution_row(
+                        x,
+                        new_id,
+                        ordinal,
+                        role,
+                        role_record,
+                        sealed.clone(),
+                    )?);
+                    keys.extend(key_rows(x, new_id));
+                }
+            }
+        }
+        if !existing.is_empty() {
+            // The stored record holds contributions the decision did not see.
+            return Err(SaveError::Stale);
+        }
+        for chunk in inserts.chunks(32) {
+            contribution::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(txn)
+                .await
+                .map_err(|e| conflict_or(e, SaveError::Stale))?;
+        }
+        for chunk in keys.chunks(200) {
+            key_index::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(txn)
+                .await
+                .map_err(|e| conflict_or(e, SaveError::Stale))?;
+        }
+        Ok(())
+    }
+
+    /// The bookkeeping columns of `canonical`'s stored contributions (payloads stay put).
+    async fn stored_contributions(
+        &self,
+        txn: &DatabaseTransaction,
+        canonical: CanonicalId,
+    ) -> Result<HashMap<Uuid, StoredContribution>, SaveError> {
+        let rows: Vec<(Uuid, Uuid, i32, String, Option<Uuid>)> = contribution::Entity::find()
+            .select_only()
+            .column(contribution::Column::RecordId)
+            .column(contribution::Column::CanonicalId)
+            .column(contribution::Column::Ordinal)
+            .column(contribution::Column::Role)
+            .column(contribution::Column::RoleRecord)
+            .filter(contribution::Column::CanonicalId.eq(canonical.as_uuid()))
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(save_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(record_id, canonical_id, ordinal, role, role_record)| {
+                (
+                    record_id,
+                    StoredContribution {
+                        canonical_id,
+                        ordinal,
+                        role,
+                        role_record,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Stores `record`'s outcome (replacing a held one).
+    #[allow(clippy::too_many_arguments)]
+    async fn put_outcome(
+        &self,
+        txn: &DatabaseTransaction,
+        summary: DecisionSummary,
+        source: &SourceRef,
+        category: Category,
+        period: Period,
+        received_at: DateTime<Utc>,
+        held_scope: Option<String>,
+        priority: Priority,
+        now: DateTime<Utc>,
+    ) -> Result<(), SaveError> {
+        let row = outcome::ActiveModel {
+            record_id: Set(summary.record_id.as_uuid()),
+            kind: Set(summary.kind.as_str().to_owned()),
+            canonical_id: Set(summary.canonical.map(|c| c.as_uuid())),
+            conflict_id: Set(summary.conflict.map(|c| c.as_uuid())),
+            org_id: Set(source.org_id.as_uuid()),
+            category: Set(category.as_str().to_owned()),
+            period: Set(period.to_string()),
+            received_at: Set(received_at),
+            decided_at: Set(now),
+            held_scope: Set(held_scope),
+            priority: Set(i16::from(priority.rank())),
+        };
+        outcome::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(outcome::Column::RecordId)
+                    .update_columns([
+                        outcome::Column::Kind,
+                        outcome::Column::CanonicalId,
+                        outcome::Column::ConflictId,
+                        outcome::Column::DecidedAt,
+                        outcome::Column::HeldScope,
+                        outcome::Column::Priority,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await
+            .map_err(save_err)?;
+        Ok(())
+    }
+
+    async fn commit(&self, txn: DatabaseTransaction, outbox: Vec<OutboxEntry>) -> Result<(), SaveError> {
+        insert_outbox(&txn, outbox).await.map_err(save_err)?;
+        txn.commit().await.map_err(save_err)
+    }
+}
+
+fn contribution_row(
+    x: &Contribution,
+    canonical: Uuid,
+    ordinal: i32,
+    role: &str,
+    role_record: Option<Uuid>,
+    sealed: Vec<u8>,
+) -> Result<contribution::ActiveModel, SaveError> {
+    let blocking: Vec<String> = x.keys.blocking.iter().map(ToString::to_string).collect();
+    let unknown = SaveError::Unknown;
+    Ok(contribution::ActiveModel {
+        record_id: Set(x.record_id.as_uuid()),
+        canonical_id: Set(canonical),
+        ordinal: Set(ordinal),
+        org_id: Set(x.source.org_id.as_uuid()),
+        org_kind: Set(x.source.org_kind.as_str().to_owned()),
+        system_id: Set(x.source.system_id.as_uuid()),
+        receipt_id: Set(x.source.receipt_id.as_uuid()),
+        received_at: Set(x.received_at),
+        form: Set(x.form.as_str().to_owned()),
+        schema_version: Set(i32::from(x.schema_version.number())),
+        masking_policy_version: Set(i64::from(x.masking_policy_version)),
+        content: Set(x.content.to_string()),
+        source_key: Set(x.keys.source.to_string()),
+        fact_key: Set(x.keys.fact.map(|f| f.to_string())),
+        blocking_keys: Set(json_text(&blocking).map_err(unknown)?),
+        rule: Set(code(&x.rule).map_err(unknown)?),
+        score: Set(x.score.map(|s| s.value())),
+        config_version: Set(i64::from(x.config_version)),
+        linked_at: Set(x.linked_at),
+        role: Set(role.to_owned()),
+        role_record: Set(role_record),
+        payload: Set(sealed),
+        match_tokens: Set(json_text(&x.match_tokens).map_err(unknown)?),
+    })
+}
+
+fn key_rows(x: &Contribution, canonical: Uuid) -> Vec<key_index::ActiveModel> {
+    let row = |key: String, kind: &str| key_index::ActiveModel {
+        key: Set(key),
+        record_id: Set(x.record_id.as_uuid()),
+        kind: Set(kind.to_owned()),
+        canonical_id: Set(canonical),
+    };
+    let mut rows = vec![row(x.keys.source.to_string(), "source")];
+    if let Some(f) = x.keys.fact {
+        rows.push(row(f.to_string(), "fact"));
+    }
+    let blocking: BTreeSet<String> = x.keys.blocking.iter().map(ToString::to_string).collect();
+    rows.extend(blocking.into_iter().map(|b| row(b, "block")));
+    rows
+}
+
+#[async_trait::async_trait]
+impl ReconciliationStore for SqlStore {
+    async fn outcome(&self, record: RecordId) -> Result<Option<DecisionSummary>, StoreError> {
+        let Some(row) = outcome::Entity::find_by_id(record.as_uuid())
+            .one(&self.db)
+            .await
+            .map_err(read_err)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(DecisionSummary {
+            record_id: record,
+            kind: from_code(&row.kind, "decision kind").map_err(StoreError::Unknown)?,
+            canonical: row.canonical_id.map(CanonicalId::from_uuid),
+            conflict: row.conflict_id.map(ConflictId::from_uuid),
+        }))
+    }
+
+    async fn candidates(&self, query: &CandidateQuery) -> Result<Vec<CanonicalRecord>, StoreError> {
+        let mut exact = vec![query.source_key.to_string()];
+        exact.extend(query.fact_key.map(|f| f.to_string()));
+        let mut ids: BTreeSet<Uuid> = self.holders(&exact, None).await?.into_iter().collect();
+        let blocking: Vec<String> = query.blocking_keys.iter().map(ToString::to_string).collect();
+        ids.extend(self.holders(&blocking, Some(MAX_BLOCK_CANDIDATES)).await?);
+        let ids: Vec<Uuid> = ids.into_iter().collect();
+        self.load_live(&ids, Some((query.category, query.period))).await
+    }
+
+    #[tracing::instrument(name = "save_decision", skip_all, fields(record = %decision.record_id(), decision = decision.kind().as_str()))]
+    async fn save_decision(&self, decision: &Decision) -> Result<(), SaveError> {
+        let record = decision.record_id();
+        let now = Utc::now();
+        let sealed = match decision.linked() {
+            Some(l) => Some(
+                self.seal_link(&l.canonical, l.previous, &[record])
+                    .await
+                    .map_err(SaveError::Unknown)?,
+            ),
+            None => None,
+        };
+        let sealed_conflict = match decision {
+            Decision::Conflict(c) => Some(
+                self.seal(
+                    CONFLICT_SEAL,
+                    c.id.as_uuid(),
+                    &serde_json::to_value(&**c).map_err(|e| SaveError::Unknown(e.into()))?,
+                )
+                .await
+                .map_err(SaveError::Unknown)?,
+            ),
+            _ => None,
+        };
+        let keys = match decision {
+            Decision::Conflict(c) => Some(&c.incoming.keys),
+            _ => decision
+                .linked()
+                .and_then(|l| l.canonical.contribution(record))
+                .map(|c| &c.keys),
+        };
+
+        let txn = etx_storage::begin_write(&self.db).await.map_err(save_err)?;
+        self.lock(&txn, record, keys).await?;
+        self.check_undecided(&txn, record).await?;
+        let summary = decision.summary();
+        let mut outbox = Vec::new();
+        match decision {
+            Decision::Held(h) => {
+                self.put_outcome(
+                    &txn,
+                    summary,
+                    &h.source,
+                    h.key.category,
+                    h.key.period,
+                    h.received_at,
+                    Some(scope_code(h.key.scope)),
+                    self.priority,
+                    now,
+                )
+                .await?;
+            }
+            Decision::Conflict(c) => {
+                let inc = &c.incoming;
+                self.check_writable(&txn, inc.source.org_id, c.category, c.period)
+                    .await?;
+                let body = sealed_conflict.unwrap_or_default();
+                let row = conflict::ActiveModel {
+                    id: Set(c.id.as_uuid()),
+                    category: Set(c.category.as_str().to_owned()),
+                    period: Set(c.period.to_string()),
+                    org_id: Set(inc.source.org_id.as_uuid()),
+                    reason: Set(c.reason.as_str().to_owned()),
+                    status: Set("open".to_owned()),
+                    target_id: Set(c.target.id.as_uuid()),
+                    opened_at: Set(c.opened_at),
+                    resolved_at: Set(None),
+                    priority: Set(i16::from(self.priority.rank())),
+                    body: Set(body),
+                };
+                conflict::Entity::insert(row)
+                    .exec_without_returning(&txn)
+                    .await
+                    .map_err(|e| conflict_or(e, SaveError::AlreadyDecided))?;
+                self.put_outcome(
+                    &txn,
+                    summary,
+                    &inc.source,
+                    c.category,
+                    c.period,
+                    inc.received_at,
+                    None,
+                    self.priority,
+                    now,
+                )
+                .await?;
+                outbox.push(messages::conflict_opened(c, self.priority));
+            }
+            Decision::Duplicate(l)
+            | Decision::Revision(l)
+            | Decision::Superseded(l)
+            | Decision::NewCanonical(l)
+            | Decision::Merge(l) => {
+                let Some((link, contribution)) = sealed.as_ref().zip(l.canonical.contribution(record)) else {
+                    return Err(SaveError::Unknown(anyhow!(
+                        "the link of record {record} does not contain it"
+                    )));
+                };
+                self.check_writable(
+                    &txn,
+                    contribution.source.org_id,
+                    l.canonical.category,
+                    l.canonical.period,
+                )
+                .await?;
+                if l.previous.is_none() {
+                    self.check_founding(&txn, record, &contribution.keys).await?;
+                }
+                self.write_link(&txn, link, now).await?;
+                self.put_outcome(
+                    &txn,
+                    summary,
+                    &contribution.source,
+                    l.canonical.category,
+                    l.canonical.period,
+                    contribution.received_at,
+                    None,
+                    self.priority,
+                    now,
+                )
+                .await?;
+                outbox.push(messages::accepted(
+                    record,
+                    decision.kind(),
+                    &l.canonical,
+                    l.retired(),
+                    None,
+                    self.priority,
+                ));
+            }
+        }
+        self.commit(txn, outbox).await
+    }
+
+    async fn canonical(&self, id: CanonicalId) -> Result<Option<CanonicalRecord>, StoreError> {
+        let mut current = id.as_uuid();
+        for _ in 0..MAX_HOPS {
+            let next: Option<Option<Uuid>> = canonical_record::Entity::find_by_id(current)
+                .select_only()
+                .column(canonical_record::Column::MergedInto)
+                .into_tuple()
+                .one(&self.db)
+                .await
+                .map_err(read_err)?;
+            match next {
+                None => return Ok(None),
+                Some(Some(target)) => current = target,
+                Some(None) => {
+                    // Live now; it may be retired by the time it is read, so follow again.
+                    let mut found = self.load_live(&[current], None).await?;
+                    if let Some(c) = found.pop() {
+                        return Ok(Some(c));
+                    }
+                }
+            }
+        }
+        Err(StoreError::Unknown(anyhow!(
+            "canonical record {id}: merged_into does not end after {MAX_HOPS} hops"
+        )))
+    }
+
+    async fn held(&self, key: &PeriodKey) -> Result<Vec<RecordId>, StoreError> {
+        let ids: Vec<Uuid> = outcome::Entity::find()
+            .select_only()
+            .column(outcome::Column::RecordId)
+            .filter(outcome::Column::Kind.eq(DecisionKind::Held.as_str()))
+            .filter(outcome::Column::HeldScope.eq(scope_code(key.scope)))
+            .filter(outcome::Column::Category.eq(key.category.as_str()))
+            .filter(outcome::Column::Period.eq(key.period.to_string()))
+            .order_by_asc(outcome::Column::RecordId)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(read_err)?;
+        Ok(ids.into_iter().map(RecordId::from_uuid).collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl ConflictStore for SqlStore {
+    async fn conflict(&self, id: ConflictId) -> Result<Option<Conflict>, StoreError> {
+        match conflict::Entity::find_by_id(id.as_uuid())
+            .one(&self.db)
+            .await
+            .map_err(read_err)?
+        {
+            Some(row) => Ok(Some(self.open_conflict(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn conflicts(&self, filter: &ConflictFilter) -> Result<Vec<Conflict>, StoreError> {
+        let limit = filter.limit.min(MAX_CONFLICT_PAGE);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut q = conflict::Entity::find();
+        if filter.open_only {
+            q = q.filter(conflict::Column::Status.eq("open"));
+        }
+        if let Some(c) = filter.category {
+            q = q.filter(conflict::Column::Category.eq(c.as_str()));
+        }
+        if let Some(p) = filter.period {
+            q = q.filter(conflict::Column::Period.eq(p.to_string()));
+        }
+        if let Some(o) = filter.org {
+            q = q.filter(conflict::Column::OrgId.eq(o.as_uuid()));
+        }
+        if let Some(a) = filter.after {
+            q = q.filter(conflict::Column::Id.gt(a.as_uuid()));
+        }
+        let rows = q
+            .order_by_asc(conflict::Column::Id)
+            .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+            .all(&self.db)
+            .await
+            .map_err(read_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push(self.open_conflict(row).await?);
+        }
+        Ok(out)
+    }
+
+    #[tracing::instrument(name = "save_resolution", skip_all, fields(conflict = %resolved.conflict.id))]
+    async fn save_resolution(&self, resolved: &Resolved) -> Result<(), SaveError> {
+        let c = &resolved.conflict;
+        let inc = &c.incoming;
+        let record = inc.record_id;
+        let now = Utc::now();
+        let ConflictStatus::Resolved(resolution) = &c.status else {
+            return Err(SaveError::Unknown(anyhow!("conflict {} is not resolved", c.id)));
+        };
+        // A rejection founds the incoming record's own canonical record: its payload is new.
+        let link = self
+            .seal_link(&resolved.canonical, resolved.previous, &[record])
+            .await
+            .map_err(SaveError::Unknown)?;
+        let body = self
+            .seal(
+                CONFLICT_SEAL,
+                c.id.as_uuid(),
+                &serde_json::to_value(c).map_err(|e| SaveError::Unknown(e.into()))?,
+            )
+            .await
+            .map_err(SaveError::Unknown)?;
+
+        let txn = etx_storage::begin_write(&self.db).await.map_err(save_err)?;
+        self.lock(&txn, record, Some(&inc.keys)).await?;
+        let priority: Option<i16> = conflict::Entity::find_by_id(c.id.as_uuid())
+            .select_only()
+            .column(conflict::Column::Priority)
+            .filter(conflict::Column::Status.eq("open"))
+            .into_tuple()
+            .one(&txn)
+            .await
+            .map_err(save_err)?;
+        let Some(priority) = priority else {
+            return Err(SaveError::AlreadyDecided);
+        };
+        let priority = u8::try_from(priority)
+            .ok()
+            .and_then(Priority::from_rank)
+            .unwrap_or(Priority::Normal);
+        let updated = conflict::Entity::update_many()
+            .col_expr(conflict::Column::Status, Expr::value("resolved"))
+            .col_expr(conflict::Column::ResolvedAt, Expr::value(resolution.at))
+            .col_expr(conflict::Column::Body, Expr::value(body))
+            .filter(conflict::Column::Id.eq(c.id.as_uuid()))
+            .filter(conflict::Column::Status.eq("open"))
+            .exec(&txn)
+            .await
+            .map_err(save_err)?;
+        if updated.rows_affected != 1 {
+            return Err(SaveError::AlreadyDecided);
+        }
+        self.check_writable(&txn, inc.source.org_id, c.category, c.period)
+            .await?;
+        self.write_link(&txn, &link, now).await?;
+        if let Some(r) = &resolved.rejection {
+            rejection::Entity::insert(rejection::ActiveModel {
+                conflict_id: Set(r.conflict.as_uuid()),
+                record_id: Set(r.record_id.as_uuid()),
+                source_key: Set(r.source_key.to_string()),
+                canonical_id: Set(r.canonical.as_uuid()),
+                by_user: Set(r.by.as_uuid()),
+                at: Set(r.at),
+            })
+            .exec_without_returning(&txn)
+            .await
+            .map_err(|e| conflict_or(e, SaveError::AlreadyDecided))?;
+        }
+        let summary = DecisionSummary {
+            record_id: record,
+            kind: DecisionKind::Resolved,
+            canonical: Some(resolved.canonical.id),
+            conflict: Some(c.id),
+        };
+        self.put_outcome(
+            &txn,
+            summary,
+            &inc.source,
+            c.category,
+            c.period,
+            inc.received_at,
+            None,
+            priority,
+            now,
+        )
+        .await?;
+        let retired = resolved
+            .previous
+            .map(|p| p.id)
+            .filter(|id| *id != resolved.canonical.id);
+        let outbox = vec![
+            messages::accepted(
+                record,
+                DecisionKind::Resolved,
+                &resolved.canonical,
+                retired,
+                Some(c.id.as_uuid()),
+                priority,
+            ),
+            messages::conflict_resolved(c, resolution.choice.as_str(), resolved.canonical.id, priority),
+        ];
+        self.commit(txn, outbox).await
+    }
+}
+
+#[async_trait::async_trait]
+impl DecisionMemory for SqlStore {
+    async fn rejections(
+        &self,
+        record: RecordId,
+        source_key: SourceKey,
+    ) -> Result<Vec<RejectedPair>, StoreError> {
+        let rows = rejection::Entity::find()
+            .filter(
+                sea_orm::Condition::any()
+                    .add(rejection::Column::RecordId.eq(record.as_uuid()))
+                    .add(rejection::Column::SourceKey.eq(source_key.to_string())),
+            )
+            .order_by_asc(rejection::Column::At)
+            .order_by_asc(rejection::Column::ConflictId)
+            .all(&self.db)
+            .await
+            .map_err(read_err)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(RejectedPair {
+                    record_id: RecordId::from_uuid(r.record_id),
+                    source_key: SourceKey::parse(&r.source_key).map_err(|e| StoreError::Unknown(e.into()))?,
+                    canonical: CanonicalId::from_uuid(r.canonical_id),
+                    conflict: ConflictId::from_uuid(r.conflict_id),
+                    by: UserId::from_uuid(r.by_user),
+                    at: r.at,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl PeriodApprovals for SqlStore {
+    async fn covering(
+        &self,
+        org: OrgId,
+        category: Category,
+        period: Period,
+    ) -> Result<Vec<PeriodApproval>, StoreError> {
+        let rows = period_approval::Entity::find()
+            .filter(period_approval::Column::Category.eq(category.as_str()))
+            .filter(period_approval::Column::Period.eq(period.to_string()))
+            .filter(period_approval::Column::Scope.is_in([scope_code(ApprovalScope::All), org.to_string()]))
+            .all(&self.db)
+            .await
+            .map_err(read_err)?;
+        let mut out: Vec<PeriodApproval> = rows
+            .iter()
+            .map(|r| from_json(&r.body, "period approval"))
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::Unknown)?;
+        out.sort_by_key(|a| a.key);
+        Ok(out)
+    }
+
+    async fn approval(&self, key: &PeriodKey) -> Result<Option<PeriodApproval>, StoreError> {
+        let row = period_approval::Entity::find_by_id((
+            scope_code(key.scope),
+            key.category.as_str().to_owned(),
+            key.period.to_string(),
+        ))
+        .one(&self.db)
+        .await
+        .map_err(read_err)?;
+        row.map(|r| from_json(&r.body, "period approval"))
+            .transpose()
+            .map_err(StoreError::Unknown)
+    }
+
+    async fn save_approval(&self, approval: &PeriodApproval) -> Result<(), SaveError> {
+        let key = approval.key;
+        let body = json_text(approval).map_err(SaveError::Unknown)?;
+        let version = i64_of(approval.version).map_err(SaveError::Unknown)?;
+        let now = Utc::now();
+        if approval.version <= 1 {
+            let row = period_approval::ActiveModel {
+                scope: Set(scope_code(key.scope)),
+                category: Set(key.category.as_str().to_owned()),
+                period: Set(key.period.to_string()),
+                version: Set(version),
+                read_only: Set(approval.is_read_only()),
+                body: Set(body),
+                updated_at: Set(now),
+            };
+            period_approval::Entity::insert(row)
+                .exec_without_returning(&self.db)
+                .await
+                .map_err(|e| conflict_or(e, SaveError::Stale))?;
+            return Ok(());
+        }
+        let updated = period_approval::Entity::update_many()
+            .col_expr(period_approval::Column::Version, Expr::value(version))
+            .col_expr(
+                period_approval::Column::ReadOnly,
+                Expr::value(approval.is_read_only()),
+            )
+            .col_expr(period_approval::Column::Body, Expr::value(body))
+            .col_expr(period_approval::Column::UpdatedAt, Expr::value(now))
+            .filter(period_approval::Column::Scope.eq(scope_code(key.scope)))
+            .filter(period_approval::Column::Category.eq(key.category.as_str()))
+            .filter(period_approval::Column::Period.eq(key.period.to_string()))
+            .filter(period_approval::Column::Version.eq(version - 1))
+            .exec(&self.db)
+            .await
+            .map_err(save_err)?;
+        if updated.rows_affected != 1 {
+            return Err(SaveError::Stale);
+        }
+        Ok(())
+    }
+}
