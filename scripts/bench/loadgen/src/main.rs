@@ -141,7 +141,8 @@ fn build_client(cli: &Cli, pool: usize) -> anyhow::Result<reqwest::Client> {
 }
 
 /// A valid statistics record (the shape of `tests/api/helpers.rs::stats_record`), unique
-/// through its value.
+/// through its value — and a distinct *fact* through its `sector` dimension, so that the
+/// pipeline benchmark reconciles many facts as a hub does, not thousands of revisions of one.
 fn stats_record(value: u64) -> serde_json::Value {
     serde_json::json!({
         "category": "statistics",
@@ -155,7 +156,7 @@ fn stats_record(value: u64) -> serde_json::Value {
             "transaction_kind": "e_invoice",
             "value": value,
             "unit": "count",
-            "dimensions": {"province_code": "79"},
+            "dimensions": {"province_code": "79", "sector": format!("s{value:x}")},
             "note": "Số liệu hóa đơn điện tử tháng 10 — Thành phố Hồ Chí Minh"
         }
     })
