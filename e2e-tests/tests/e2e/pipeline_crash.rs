@@ -12,11 +12,12 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 4;
-const PER_CLIENT: usize = 90;
+/// Submissions acknowledged between two faults.
+const PER_PHASE: usize = 80;
 
 /// A Redis server of this test only, persisting every write (`appendfsync always`), so a
 /// `kill -9` loses nothing it acknowledged.
@@ -89,10 +90,11 @@ async fn distributed_killing_masking_reconciliation_then_redis_loses_and_duplica
         .onboard("E2E-PIPELINE", "Sở Khoa học và Công nghệ Đồng Nai")
         .await;
     let run = uuid::Uuid::now_v7().simple().to_string();
-    let total = CLIENTS * PER_CLIENT;
     let acked = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
 
-    // Clients at a steady rate (each about 40 submissions/s), retrying with idempotency keys.
+    // Clients at a steady rate (each about 40 submissions/s), retrying with idempotency keys,
+    // until told to stop: every fault below lands in the middle of the stream.
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
         let client = hub.new_client(false);
@@ -100,56 +102,63 @@ async fn distributed_killing_masking_reconciliation_then_redis_loses_and_duplica
         let api_key = source.api_key.clone();
         let run = run.clone();
         let acked = acked.clone();
+        let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
-            for i in 0..PER_CLIENT {
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
                 let key = format!("pipe-{run}-{c}-{i}");
-                let body = stats_record(&format!("pipeline {c}-{i}"), (c * 1000 + i) as f64).to_string();
+                let body = stats_record(&format!("pipeline {c}-{i}"), (c * 100_000 + i) as f64).to_string();
                 ids.push(
                     submit_until_acknowledged(&client, &url, &api_key, &key, &body)
                         .await
                         .record_id,
                 );
                 acked.fetch_add(1, Ordering::SeqCst);
+                i += 1;
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
             ids
         }));
     }
-    let wait_for = |n: usize| {
+    // Waits until `more` further submissions are acknowledged.
+    let after = |more: usize| {
         let acked = acked.clone();
         async move {
+            let target = acked.load(Ordering::SeqCst) + more;
             let deadline = Instant::now() + Duration::from_secs(120);
-            while acked.load(Ordering::SeqCst) < n {
+            while acked.load(Ordering::SeqCst) < target {
                 assert!(Instant::now() < deadline, "the clients made no progress");
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     };
 
-    // A quarter in: kill -9 the masking stage, restart it.
-    wait_for(total / 4).await;
+    after(PER_PHASE).await;
     hub.masking().kill9();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    after(PER_PHASE / 2).await;
     hub.masking().restart().await;
-    // Half-way: kill -9 the reconciliation stage, restart it.
-    wait_for(total / 2).await;
+    after(PER_PHASE).await;
     hub.reconciliation().kill9();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    after(PER_PHASE / 2).await;
     hub.reconciliation().restart().await;
-    // Three quarters in: kill -9 Redis, restart it on the same files.
-    wait_for(3 * total / 4).await;
-    let before_redis = acked.load(Ordering::SeqCst);
+    after(PER_PHASE).await;
     redis.kill9();
     tokio::time::sleep(Duration::from_secs(2)).await;
     redis.spawn();
+    after(PER_PHASE).await;
+    stop.store(true, Ordering::SeqCst);
 
     let mut ids = BTreeSet::new();
+    let mut n = 0;
     for t in tasks {
-        ids.extend(t.await.expect("a client failed"));
+        let got = t.await.expect("a client failed");
+        n += got.len();
+        ids.extend(got);
     }
-    assert_eq!(ids.len(), total, "every request acknowledged with its own record");
-    assert!(before_redis < total, "the Redis kill must land in the stream");
+    let total = ids.len();
+    assert_eq!(total, n, "every request acknowledged with its own record");
+    assert!(total >= 5 * PER_PHASE, "{total} acknowledged");
 
     // Every acknowledged record reaches the masked store, exactly once.
     let db = hub.open_db().await;

@@ -24,8 +24,10 @@ fn finding(deadline: &str, severity: &str) -> serde_json::Value {
     })
 }
 
+/// A date `d` days from today *in Vietnam*: deadlines and "days overdue" follow the Vietnam
+/// calendar (UTC+7), so a UTC date would be a day off between 17:00 and 24:00 UTC.
 fn in_days(d: i64) -> String {
-    (Utc::now() + Duration::days(d)).date_naive().to_string()
+    (etx_audit_core::vuln::vietnam_date(Utc::now()) + Duration::days(d)).to_string()
 }
 
 #[actix_web::test]
