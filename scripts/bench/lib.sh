@@ -93,9 +93,11 @@ wait_ready() { # url [curl args...]
   die "$url never became ready"
 }
 
-# Starts identity, ingestion and gateway processes on the database URL and Redis; sets HUB_ENV,
-# ID_PID, ING_PID, GW_PID, GW_ADDR and GW_CERT. Logs and data dirs under $WORK/dist.
-bench_start_distributed() { # database-url redis-url
+# Starts identity, ingestion and gateway processes on the database URL and Redis — and a
+# masking process too when the third argument is `masking` (the gateway then routes the
+# pipeline operations API to it); sets HUB_ENV, ID_PID, ING_PID, GW_PID, GW_ADDR and GW_CERT
+# (and MASK_PID). Logs and data dirs under $WORK/dist.
+bench_start_distributed() { # database-url redis-url [masking]
   HUB_ENV=(
     "ETX__DATABASE__URL=$1"
     "ETX__QUEUE__KIND=redis"
@@ -118,8 +120,19 @@ bench_start_distributed() { # database-url redis-url
   local id_addr ing_addr
   id_addr=$(wait_listen "$WORK/dist/identity.log" "$ID_PID")
   ing_addr=$(wait_listen "$WORK/dist/ingestion.log" "$ING_PID")
+  local mask_env=()
+  if [ "${3:-}" = masking ]; then
+    mkdir -p "$WORK/dist/masking"
+    env "${HUB_ENV[@]}" "$ETXHUB" --data-dir "$WORK/dist/masking" serve --target masking --listen 127.0.0.1:0 \
+      >"$WORK/dist/masking.log" 2>&1 &
+    MASK_PID=$!; PIDS+=("$MASK_PID")
+    local mask_addr
+    mask_addr=$(wait_listen "$WORK/dist/masking.log" "$MASK_PID")
+    wait_ready "http://$mask_addr/readyz"
+    mask_env=("ETX__UPSTREAMS__MASKING=http://$mask_addr")
+  fi
   env "${HUB_ENV[@]}" "ETX__UPSTREAMS__IDENTITY=http://$id_addr" "ETX__UPSTREAMS__INGESTION=http://$ing_addr" \
-    "$ETXHUB" --data-dir "$WORK/dist/gateway" serve --target gateway --listen 127.0.0.1:0 \
+    "${mask_env[@]}" "$ETXHUB" --data-dir "$WORK/dist/gateway" serve --target gateway --listen 127.0.0.1:0 \
     >"$WORK/dist/gateway.log" 2>&1 &
   GW_PID=$!; PIDS+=("$GW_PID")
   GW_ADDR=$(wait_listen "$WORK/dist/gateway.log" "$GW_PID")

@@ -377,7 +377,7 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
             remote.insert(Upstream::Ingestion, cfg.upstreams.ingestion.clone());
         }
         // The pipeline's operations API lives with the masking stage; without an upstream for
-        // it, its paths answer 404 at this gateway.
+        // it, its paths answer 503 (no masking service configured) at this gateway.
         if masking.is_none() && !cfg.upstreams.masking.is_empty() {
             remote.insert(Upstream::Masking, cfg.upstreams.masking.clone());
         }
