@@ -14,6 +14,7 @@ pub mod org;
 pub mod period;
 pub mod record;
 pub mod security;
+pub mod vi_text;
 
 pub use category::{Category, SchemaVersion};
 pub use error::{ErrorCode, FieldViolation, ViolationCode};

@@ -1,6 +1,8 @@
 //! Small text helpers shared by the detectors and operators: Vietnamese diacritic folding, word
 //! boundaries and keyword look-behind. All work on `&str` and never slice inside a character.
 
+use etx_domain::vi_text::{base_letter, is_combining};
+
 /// Lower-cases `s`, removes Vietnamese diacritics (`Đ` → `d`, `ằ` → `a`; combining marks of
 /// decomposed text are dropped too) and keeps only ASCII letters and digits.
 ///
@@ -29,30 +31,6 @@ fn fold_with(s: &str, keep_spaces: bool) -> String {
         out.pop();
     }
     out
-}
-
-fn is_combining(c: char) -> bool {
-    ('\u{0300}'..='\u{036f}').contains(&c)
-}
-
-/// The ASCII base letter of a lower-case Vietnamese letter, or the character itself.
-fn base_letter(c: char) -> char {
-    const GROUPS: [(char, &str); 7] = [
-        ('a', "àáảãạăằắẳẵặâầấẩẫậ"),
-        ('e', "èéẻẽẹêềếểễệ"),
-        ('i', "ìíỉĩị"),
-        ('o', "òóỏõọôồốổỗộơờớởỡợ"),
-        ('u', "ùúủũụưừứửữự"),
-        ('y', "ỳýỷỹỵ"),
-        ('d', "đ"),
-    ];
-    if c.is_ascii() {
-        return c;
-    }
-    GROUPS
-        .iter()
-        .find(|(_, set)| set.contains(c))
-        .map_or(c, |(base, _)| *base)
 }
 
 /// A character that glues to a number so that the number is part of a bigger token

@@ -1,6 +1,7 @@
 //! Vietnamese text normalisation for matching (R-REC): the same name written with or without
 //! diacritics, in any case and spacing, folds to the same words, so that
 //! `Sở Tư pháp Hà Nội` and `SO TU PHAP  HA NOI` compare equal.
+use etx_domain::vi_text::{base_letter, is_combining};
 
 /// Folds `s` for comparison:
 /// * lower-cases it (Unicode case folding of every letter);
@@ -137,30 +138,6 @@ pub fn distinctive_words(s: &str, limit: usize) -> Vec<String> {
     ws.sort_by(|a, b| b.chars().count().cmp(&a.chars().count()).then_with(|| a.cmp(b)));
     ws.dedup();
     ws.into_iter().take(limit).map(str::to_owned).collect()
-}
-
-fn is_combining(c: char) -> bool {
-    ('\u{0300}'..='\u{036f}').contains(&c)
-}
-
-/// The base letter of a lower-case Vietnamese letter, or the character itself.
-fn base_letter(c: char) -> char {
-    const GROUPS: [(char, &str); 7] = [
-        ('a', "àáảãạăằắẳẵặâầấẩẫậ"),
-        ('e', "èéẻẽẹêềếểễệ"),
-        ('i', "ìíỉĩị"),
-        ('o', "òóỏõọôồốổỗộơờớởỡợ"),
-        ('u', "ùúủũụưừứửữự"),
-        ('y', "ỳýỷỹỵ"),
-        ('d', "đ"),
-    ];
-    if c.is_ascii() {
-        return c;
-    }
-    GROUPS
-        .iter()
-        .find(|(_, set)| set.contains(c))
-        .map_or(c, |(base, _)| *base)
 }
 
 #[cfg(test)]
