@@ -1,6 +1,7 @@
 //! Vietnamese text normalisation for matching (R-REC): the same name written with or without
 //! diacritics, in any case and spacing, folds to the same words, so that
 //! `Sở Tư pháp Hà Nội` and `SO TU PHAP  HA NOI` compare equal.
+
 use etx_domain::vi_text::{base_letter, is_combining};
 
 /// Folds `s` for comparison:
