@@ -5,6 +5,7 @@
 //! ("parse, don't validate"): once a caller holds a [`Period`] or an [`OrgCode`], it is valid.
 
 pub mod authz;
+pub mod canonical_json;
 pub mod category;
 pub mod error;
 pub mod ids;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::canonical_json;
+use etx_domain::canonical_json;
 
 /// Named key parts, in a fixed order: `(name, value)`.
 pub(crate) type Parts = Vec<(String, String)>;

@@ -76,7 +76,6 @@
 //! ```
 
 pub mod canonical;
-mod canonical_json;
 pub mod categories;
 pub mod completeness;
 pub mod config;

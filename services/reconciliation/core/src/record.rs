@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::canonical_json;
+use etx_domain::canonical_json;
 
 /// Why a part of an incoming record is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

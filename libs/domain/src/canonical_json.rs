@@ -1,23 +1,25 @@
-//! Canonical JSON (object members sorted by key, no insignificant whitespace), so that digests
-//! and keys do not depend on member order or on how `serde_json` was built (R-REC: the same
-//! inputs give the same keys and decisions).
+//! Canonical JSON (object members sorted by key, no insignificant whitespace): the same
+//! content gives the same bytes whatever its member order or wire format, so ingestion's
+//! content hashes (R-ING-5) and reconciliation's keys (R-REC) are stable.
 
 use serde_json::Value;
 
 /// Writes `v` canonically into `out`.
-fn write(v: &Value, out: &mut Vec<u8>) {
+pub fn write(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(map) => {
-            let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_by(|a, b| a.0.cmp(b.0));
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
             out.push(b'{');
-            for (i, (k, val)) in members.into_iter().enumerate() {
+            for (i, k) in keys.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
                 write_str(k, out);
                 out.push(b':');
-                write(val, out);
+                if let Some(val) = map.get(k) {
+                    write(val, out);
+                }
             }
             out.push(b'}');
         }
@@ -42,7 +44,7 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
 }
 
 /// The canonical bytes of `v`.
-pub(crate) fn to_vec(v: &Value) -> Vec<u8> {
+pub fn to_vec(v: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     write(v, &mut out);
     out
