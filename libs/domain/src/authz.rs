@@ -116,6 +116,21 @@ pub enum Permission {
     /// Watch and repair the pipeline: stream backlogs, dead letters and their replay, records
     /// held by the masking stage (issue 5 §1, §3). People only.
     OperatePipeline,
+    /// Read the masking policies and their history (R-SEC-10, issue 5 §2). People only.
+    ReadMaskingPolicy,
+    /// Publish a new version of the masking policy; every change is audited (issue 5 §2).
+    /// People only.
+    ManageMaskingPolicy,
+    /// Turn a reversible token back into the value it stands for (issue 5 §2): an audited read
+    /// of personal data in clear, with a stated reason. People only.
+    Reidentify,
+    /// Read reconciliation's results: canonical records with their provenance, the conflict
+    /// queue, reporting periods and completeness (R-REC, R-DATA-3). People only.
+    ReadReconciliation,
+    /// Resolve conflicts by choosing, merging or rejecting (R-REC). People only.
+    ResolveConflicts,
+    /// Approve a reporting period (making it read-only) and reopen it (R-REC). People only.
+    ApprovePeriods,
 }
 
 impl Permission {
@@ -134,7 +149,13 @@ impl Permission {
             | Self::ReadVulnerabilities
             | Self::ManageVulnerabilities
             | Self::Onboard
-            | Self::OperatePipeline => None,
+            | Self::OperatePipeline
+            | Self::ReadMaskingPolicy
+            | Self::ManageMaskingPolicy
+            | Self::Reidentify
+            | Self::ReadReconciliation
+            | Self::ResolveConflicts
+            | Self::ApprovePeriods => None,
         }
     }
 
@@ -188,12 +209,23 @@ pub const ROLE_PERMISSIONS: [(&str, &[Permission], Classification); 6] = [
             Permission::Onboard,
             Permission::DeclareChanges,
             Permission::OperatePipeline,
+            Permission::ReadMaskingPolicy,
+            Permission::ManageMaskingPolicy,
+            Permission::ReadReconciliation,
+            Permission::ResolveConflicts,
+            Permission::ApprovePeriods,
         ],
         Classification::Secret,
     ),
     (
         SECURITY_OFFICER,
-        &[Permission::ReadVulnerabilities, Permission::ManageVulnerabilities],
+        &[
+            Permission::ReadVulnerabilities,
+            Permission::ManageVulnerabilities,
+            Permission::ReadMaskingPolicy,
+            Permission::ManageMaskingPolicy,
+            Permission::Reidentify,
+        ],
         Classification::Internal,
     ),
     (
@@ -202,17 +234,26 @@ pub const ROLE_PERMISSIONS: [(&str, &[Permission], Classification); 6] = [
             Permission::ReadSubmissions,
             Permission::ExportRecords,
             Permission::OperatePipeline,
+            Permission::ReadMaskingPolicy,
+            Permission::ReadReconciliation,
+            Permission::ResolveConflicts,
+            Permission::ApprovePeriods,
         ],
         Classification::Confidential,
     ),
     (
         ANALYST,
-        &[Permission::ExportRecords],
+        &[Permission::ExportRecords, Permission::ReadReconciliation],
         Classification::Confidential,
     ),
     (
         AUDITOR,
-        &[Permission::ReadAudit, Permission::ReadVulnerabilities],
+        &[
+            Permission::ReadAudit,
+            Permission::ReadVulnerabilities,
+            Permission::ReadMaskingPolicy,
+            Permission::ReadReconciliation,
+        ],
         Classification::Internal,
     ),
     (DATA_CONSUMER, &[], Classification::Internal),

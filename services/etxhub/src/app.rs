@@ -279,6 +279,7 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     }
     // The reconciliation stage (issue 5 §4–5): records.masked → canonical records,
     // records.accepted / records.conflicts.
+    let mut reconciliation: Option<web::Data<etx_reconciliation::AppReconciliation>> = None;
     if let (true, Some(queue), Some(outbox)) =
         (targets.contains("reconciliation"), queue.clone(), outbox.as_ref())
     {
@@ -318,6 +319,7 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
             queue,
             etx_queue::ConsumerConfig::new(etx_reconciliation::RECORDS_MASKED, etx_reconciliation::GROUP),
         ));
+        reconciliation = Some(web::Data::new(module));
     }
     // Started once the modules' migrations have created the outbox table.
     let relay = outbox.map(|o| o.spawn(Duration::from_millis(200)));
@@ -380,6 +382,10 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
         // it, its paths answer 503 (no masking service configured) at this gateway.
         if masking.is_none() && !cfg.upstreams.masking.is_empty() {
             remote.insert(Upstream::Masking, cfg.upstreams.masking.clone());
+        }
+        // Likewise reconciliation's API (canonical records, conflicts, periods, completeness).
+        if reconciliation.is_none() && !cfg.upstreams.reconciliation.is_empty() {
+            remote.insert(Upstream::Reconciliation, cfg.upstreams.reconciliation.clone());
         }
     }
     let proxy = web::Data::new(Proxy::new(remote.clone(), http.clone(), signer.clone()));

@@ -478,6 +478,9 @@ pub struct UpstreamsCfg {
     pub ingestion: String,
     /// Masking base URL (the pipeline's operations API); empty = not routed.
     pub masking: String,
+    /// Reconciliation base URL (canonical records, conflicts, periods, completeness); empty =
+    /// not routed.
+    pub reconciliation: String,
 }
 
 /// `[shutdown]`

@@ -72,7 +72,10 @@ pub fn classify(method: &str, path: &str) -> AuditClass {
         ("PATCH" | "PUT", ["vulnerabilities", _]) => Admin("vulnerability.update"),
         ("GET", ["audit", ..]) => Admin("audit.query"),
         ("POST" | "PATCH" | "PUT" | "DELETE", ["organisations", ..]) => Admin("organisation.change"),
-        ("POST" | "PATCH" | "PUT" | "DELETE", ["masking-policies", ..]) => Admin("masking_policy.change"),
+        ("POST" | "PATCH" | "PUT" | "DELETE", ["masking", "policies", ..]) => Admin("masking_policy.change"),
+        ("POST", ["masking", "reidentify"]) => RawRead("masking.reidentify"),
+        ("POST", ["conflicts", _, "resolve"]) => Admin("conflict.resolve"),
+        ("POST" | "PATCH" | "PUT" | "DELETE", ["periods", ..]) => Admin("period.change"),
         ("GET", ["records", _]) => RawRead("record.read"),
         ("GET", ["exports", ..]) => RawRead("records.export"),
         ("GET", ["batches", _, "errors"]) => RawRead("batch.errors.read"),
@@ -129,6 +132,22 @@ mod tests {
         assert_eq!(
             classify("POST", "/api/v1/auth/login"),
             AuditClass::Named("auth.login")
+        );
+        assert_eq!(
+            classify("POST", "/api/v1/masking/policies"),
+            AuditClass::Admin("masking_policy.change")
+        );
+        assert_eq!(
+            classify("POST", "/api/v1/masking/reidentify"),
+            AuditClass::RawRead("masking.reidentify")
+        );
+        assert_eq!(
+            classify("POST", "/api/v1/conflicts/c1/resolve"),
+            AuditClass::Admin("conflict.resolve")
+        );
+        assert_eq!(
+            classify("POST", "/api/v1/periods/approve"),
+            AuditClass::Admin("period.change")
         );
         assert_eq!(
             classify("GET", "/api/v1/records/0190-1?x=1"),

@@ -17,8 +17,10 @@ pub enum Upstream {
     Identity,
     /// Records, receipts, schemas.
     Ingestion,
-    /// The masking stage and the pipeline's operations.
+    /// The masking stage and the pipeline's operations, masking policies, re-identification.
     Masking,
+    /// Reconciliation: canonical records, conflicts, reporting periods, completeness.
+    Reconciliation,
 }
 
 impl Upstream {
@@ -28,6 +30,7 @@ impl Upstream {
             Self::Identity => "identity",
             Self::Ingestion => "ingestion",
             Self::Masking => "masking",
+            Self::Reconciliation => "reconciliation",
         }
     }
 }
@@ -48,6 +51,7 @@ pub fn route(path: &str) -> Option<Upstream> {
         "keys" | "systems" | "organisations" | "auth" | "users" | "onboarding" => Some(Upstream::Identity),
         "oauth" => Some(Upstream::Identity),
         "pipeline" | "masking" => Some(Upstream::Masking),
+        "canonical-records" | "conflicts" | "periods" | "completeness" => Some(Upstream::Reconciliation),
         _ => None,
     }
 }
@@ -247,6 +251,16 @@ mod tests {
             Some(Upstream::Masking)
         );
         assert_eq!(route("/api/v1/masking/held"), Some(Upstream::Masking));
+        assert_eq!(route("/api/v1/masking/policies/current"), Some(Upstream::Masking));
+        for p in [
+            "/api/v1/conflicts",
+            "/api/v1/conflicts/0190-1/resolve",
+            "/api/v1/canonical-records/0190-1",
+            "/api/v1/periods?category=statistics",
+            "/api/v1/completeness?period=2026-10",
+        ] {
+            assert_eq!(route(p), Some(Upstream::Reconciliation), "{p}");
+        }
         assert_eq!(route("/api/v1/systems/1/changes"), Some(Upstream::Identity));
     }
 
