@@ -572,6 +572,7 @@ impl Hub {
                 genv.push(("ETX__UPSTREAMS__IDENTITY".into(), identity.base_url()));
                 genv.push(("ETX__UPSTREAMS__INGESTION".into(), ingestion.base_url()));
                 genv.push(("ETX__UPSTREAMS__MASKING".into(), masking.base_url()));
+                genv.push(("ETX__UPSTREAMS__RECONCILIATION".into(), reconciliation.base_url()));
                 let mut gateway = Process::spawn(spec("gateway", "gateway", true, &genv));
                 gateway.wait_ready().await;
                 let cli = identity.spec().data_dir.clone();
@@ -660,6 +661,7 @@ impl Hub {
         env.push(("ETX__UPSTREAMS__IDENTITY".into(), self.procs[0].base_url()));
         env.push(("ETX__UPSTREAMS__INGESTION".into(), self.procs[1].base_url()));
         env.push(("ETX__UPSTREAMS__MASKING".into(), self.procs[2].base_url()));
+        env.push(("ETX__UPSTREAMS__RECONCILIATION".into(), self.procs[3].base_url()));
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let spec = ProcessSpec {
             name: name.clone(),

@@ -255,14 +255,11 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
             crate::pipeline::masking_keys(cfg, &secrets)?,
             etx_masking_core::Detector::for_today(),
         );
-        let policy = Arc::new(
-            etx_masking_core::MaskingPolicy::parse(etx_masking_core::BUILTIN_POLICY)
-                .context("the built-in masking policy")?,
-        );
-        let module =
-            etx_masking::AppMasking::build(db.clone(), source, masker, policy, vault, Some(outbox.handle()))
-                .await
-                .context("cannot start the masking stage")?;
+        // Masks with the current stored policy version (the built-in one is version 1),
+        // taking a newly published version within seconds (issue 5 §2).
+        let module = etx_masking::AppMasking::build(db.clone(), source, masker, vault, Some(outbox.handle()))
+            .await
+            .context("cannot start the masking stage")?;
         consumers.push(module.spawn_consumer(
             queue.clone(),
             etx_queue::ConsumerConfig::new(etx_masking::RECORDS_RECEIVED, etx_masking::GROUP),
@@ -279,7 +276,10 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
     }
     // The reconciliation stage (issue 5 §4–5): records.masked → canonical records,
     // records.accepted / records.conflicts.
-    let mut reconciliation: Option<web::Data<etx_reconciliation::AppReconciliation>> = None;
+    let mut reconciliation: Option<(
+        web::Data<etx_reconciliation::AppReconciliation>,
+        web::Data<etx_reconciliation::http::ReconciliationApi>,
+    )> = None;
     if let (true, Some(queue), Some(outbox)) =
         (targets.contains("reconciliation"), queue.clone(), outbox.as_ref())
     {
@@ -316,10 +316,18 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
         .await
         .context("cannot start the reconciliation stage")?;
         consumers.push(module.spawn_consumer(
-            queue,
+            queue.clone(),
             etx_queue::ConsumerConfig::new(etx_reconciliation::RECORDS_MASKED, etx_reconciliation::GROUP),
         ));
-        reconciliation = Some(web::Data::new(module));
+        // Reconciliation's replica of the hierarchy: its API reads by organisation subtree.
+        let orgs = etx_reconciliation::org_replica(&db);
+        consumers.push(etx_queue::Consumer::spawn(
+            queue,
+            Arc::new(orgs.clone()),
+            etx_queue::ConsumerConfig::new(etx_storage::ORGS_STREAM, etx_reconciliation::GROUP),
+        ));
+        let api = etx_reconciliation::http::ReconciliationApi::new(orgs, root_org_of(cfg)?);
+        reconciliation = Some((web::Data::new(module), web::Data::new(api)));
     }
     // Started once the modules' migrations have created the outbox table.
     let relay = outbox.map(|o| o.spawn(Duration::from_millis(200)));
@@ -439,6 +447,12 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
                 .app_data(m.clone())
                 .app_data(ops.clone())
                 .configure(etx_masking::http::routes);
+        }
+        if let Some((r, rapi)) = &reconciliation {
+            api = api
+                .app_data(r.clone())
+                .app_data(rapi.clone())
+                .configure(etx_reconciliation::http::routes);
         }
         if has_remote {
             api = api.default_service(web::to(etx_gateway::forward));

@@ -12,6 +12,7 @@ pub fn document() -> serde_json::Value {
     doc.merge(etx_identity::openapi());
     doc.merge(etx_audit::openapi());
     doc.merge(etx_masking::openapi());
+    doc.merge(etx_reconciliation::openapi());
     doc.info.title = "ETX Hub API".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     doc.info.description = Some(

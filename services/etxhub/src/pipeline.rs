@@ -198,16 +198,16 @@ impl MaskedSource for MaskedRecords {
             .map_err(|e| InputError::Unavailable(e.to_string()))?;
         let mut orgs = std::collections::HashMap::new();
         let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let found = self.masked.masked(*id).await.map_err(|e| match e {
-                etx_masking::ReadError::Database(e) => InputError::Unavailable(e.to_string()),
-                other => InputError::Unknown(anyhow::anyhow!(other.to_string())),
-            })?;
-            // Not masked yet, or held by masking: absent (the delivery is retried).
-            let Some(m) = found else { continue };
+        let found = self.masked.masked_many(ids).await.map_err(|e| match e {
+            etx_masking::ReadError::Database(e) => InputError::Unavailable(e.to_string()),
+            other => InputError::Unknown(anyhow::anyhow!(other.to_string())),
+        })?;
+        // Not masked yet, or held by masking: absent (the delivery is retried).
+        for m in found {
             if m.status != etx_masking::MaskStatus::Masked {
                 continue;
             }
+            let id = &m.record_id;
             let Some(payload) = m.payload else { continue };
             let tokens = MatchTokens::try_from(m.match_tokens)
                 .map_err(|e| InputError::Unknown(anyhow::anyhow!("match tokens of {id}: {e}")))?;

@@ -18,6 +18,9 @@ enum Foreign {
     Key,
     /// B's administrator, by session.
     Admin,
+    /// B's operator, by session (a `system_admin` is one of the hub's own operators for
+    /// reconciliation's API and reads every organisation's conflicts and canonical records).
+    Operator,
 }
 
 both_backends!(
@@ -66,8 +69,27 @@ both_backends!(
             .as_str()
             .expect("client registered")
             .to_owned();
+        // A conflict and a canonical record that are not organisation B's: a ministry reports
+        // A's fact with another value.
+        let key_m = onboard_ministry(&app).await;
+        let r = app
+            .client
+            .post(app.url("/api/v1/records"))
+            .header("x-api-key", &key_m)
+            .json(&stats_record(1000.0, Some("bola-bo")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let conflict_id = first_row(&app, "SELECT id FROM rec_conflicts").await;
+        let canonical_id = first_row(
+            &app,
+            "SELECT id FROM rec_canonical_records WHERE merged_into IS NULL",
+        )
+        .await;
         // Callers of organisation B.
         let (_, admin_b, _, _, _) = enrolled(&app, "SO-KHCN-HN", "quan.tri.b", "system_admin").await;
+        let (_, operator_b, _, _, _) = enrolled(&app, "SO-KHCN-HN", "van.hanh.b", "operator").await;
 
         // The table: templated path → (A's object, B's caller, request body for writes).
         // `None`: not an organisation's object, with the reason.
@@ -101,12 +123,25 @@ both_backends!(
                 "/api/v1/users/{id}/password-reset" => {
                     Some((user_id.clone(), Foreign::Admin, Some(json!({}))))
                 }
+                // Reconciliation (issue 5 §4): a conflict belongs to the organisation whose record
+                // opened it, a canonical record to its contributors.
+                "/api/v1/conflicts/{id}" => Some((conflict_id.clone(), Foreign::Operator, None)),
+                "/api/v1/conflicts/{id}/resolve" => Some((
+                    conflict_id.clone(),
+                    Foreign::Operator,
+                    Some(json!({"action": "reject", "note": "Không được giải quyết"})),
+                )),
+                "/api/v1/canonical-records/{id}" => Some((canonical_id.clone(), Foreign::Operator, None)),
                 // The schema catalogue is public and the vulnerability register is the hub's
                 // own (read by auditors, written by administrators): no organisation owns them.
                 "/api/v1/schemas/{category}/{version}" | "/api/v1/vulnerabilities/{id}" => None,
                 // Dead letters are the hub's pipeline, not an organisation's: only system
                 // administrators and the root organisation's operators reach them (tests/api/pipeline.rs).
                 "/api/v1/pipeline/dead-letters/{id}/replay" => None,
+                // The masking policy is the hub's, one for every organisation: its versions are
+                // read by every organisation's readers and published hub-wide only
+                // (tests/api/masking_policy.rs).
+                "/api/v1/masking/policies/{version}" => None,
                 other => panic!("{other} takes an id: add it to the BOLA table in tests/api/bola.rs"),
             }
         };
@@ -123,7 +158,11 @@ both_backends!(
             let path = template.replace("{id}", &id);
             for method in item.as_object().unwrap().keys() {
                 let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-                let resp = send(&app, &admin_b, foreign, method.clone(), &path, body.clone()).await;
+                let caller = match foreign {
+                    Foreign::Operator => &operator_b,
+                    _ => &admin_b,
+                };
+                let resp = send(&app, caller, foreign, method.clone(), &path, body.clone()).await;
                 let status = resp.status().as_u16();
                 let problem: Value = resp.json().await.unwrap_or(Value::Null);
                 assert_eq!(
@@ -135,6 +174,22 @@ both_backends!(
             }
         }
         assert!(tried.len() >= 8, "{tried:?}");
+
+        // Nothing of it changed: the conflict is still open.
+        use sea_orm::ConnectionTrait;
+        let db = app.app_db().await;
+        let open: i64 = db
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM rec_conflicts WHERE status = 'open' AND id = $1",
+                [uuid::Uuid::parse_str(&conflict_id).unwrap().into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get("", "n")
+            .unwrap();
+        assert_eq!(open, 1, "B could not resolve the conflict");
 
         // Nothing of A changed: its key still works and its record is still its own.
         assert_eq!(
@@ -158,7 +213,7 @@ both_backends!(
 
 async fn send(
     app: &TestApp,
-    admin_b: &Session,
+    person_b: &Session,
     foreign: Foreign,
     method: Method,
     path: &str,
@@ -167,9 +222,9 @@ async fn send(
     let mut r = app.client.request(method.clone(), app.url(path));
     r = match foreign {
         Foreign::Key => r.header("x-api-key", &app.key_b),
-        Foreign::Admin => r
-            .header("cookie", &admin_b.cookie)
-            .header("x-csrf-token", &admin_b.csrf),
+        Foreign::Admin | Foreign::Operator => r
+            .header("cookie", &person_b.cookie)
+            .header("x-csrf-token", &person_b.csrf),
     };
     if method != Method::GET
         && let Some(b) = body
@@ -177,4 +232,37 @@ async fn send(
         r = r.json(&b);
     }
     r.send().await.unwrap()
+}
+
+/// Onboards a ministry (a source of another kind than A and B) and returns its API key.
+async fn onboard_ministry(app: &TestApp) -> String {
+    let req = etx_identity_core::NewSource {
+        org_code: etx_domain::OrgCode::parse("BO-TC").unwrap(),
+        org_name: etx_domain::OrgName::parse("Bộ Tài chính").unwrap(),
+        org_kind: etx_domain::OrgKind::Ministry,
+        parent: None,
+        valid_from: None,
+        system_name: etx_domain::SystemName::parse("Hệ thống báo cáo thống kê").unwrap(),
+    };
+    etxhub::onboard(&app.cfg, req).await.unwrap().api_key
+}
+
+/// The id in the first row `sql` selects, once there is one (the pipeline is asynchronous):
+/// waits up to 30 s.
+async fn first_row(app: &TestApp, sql: &str) -> String {
+    use sea_orm::ConnectionTrait;
+    let db = app.app_db().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            let id: uuid::Uuid = row.try_get("", "id").unwrap();
+            return id.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing for {sql}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

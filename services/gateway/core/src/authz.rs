@@ -78,6 +78,52 @@ const RULES: &[Rule] = &[
         Permission::OperatePipeline,
     ),
     ("GET", "/api/v1/masking/held", Permission::OperatePipeline),
+    // The masking policy and re-identification (issue 5 §2).
+    ("GET", "/api/v1/masking/policies", Permission::ReadMaskingPolicy),
+    (
+        "POST",
+        "/api/v1/masking/policies",
+        Permission::ManageMaskingPolicy,
+    ),
+    (
+        "GET",
+        "/api/v1/masking/policies/current",
+        Permission::ReadMaskingPolicy,
+    ),
+    (
+        "POST",
+        "/api/v1/masking/policies/validate",
+        Permission::ManageMaskingPolicy,
+    ),
+    (
+        "GET",
+        "/api/v1/masking/policies/{}",
+        Permission::ReadMaskingPolicy,
+    ),
+    ("POST", "/api/v1/masking/reidentify", Permission::Reidentify),
+    (
+        "GET",
+        "/api/v1/masking/reidentifications",
+        Permission::ReadMaskingPolicy,
+    ),
+    // Reconciliation: canonical records, the conflict queue, periods, completeness (issue 5 §4).
+    ("GET", "/api/v1/conflicts", Permission::ReadReconciliation),
+    ("GET", "/api/v1/conflicts/{}", Permission::ReadReconciliation),
+    (
+        "POST",
+        "/api/v1/conflicts/{}/resolve",
+        Permission::ResolveConflicts,
+    ),
+    ("GET", "/api/v1/canonical-records", Permission::ReadReconciliation),
+    (
+        "GET",
+        "/api/v1/canonical-records/{}",
+        Permission::ReadReconciliation,
+    ),
+    ("GET", "/api/v1/periods", Permission::ReadReconciliation),
+    ("POST", "/api/v1/periods/approve", Permission::ApprovePeriods),
+    ("POST", "/api/v1/periods/reopen", Permission::ApprovePeriods),
+    ("GET", "/api/v1/completeness", Permission::ReadReconciliation),
     // SOAP is the submitting sources' protocol: every operation needs the submit scope.
     ("POST", "/soap/v1/**", Permission::SubmitData),
 ];

@@ -10,6 +10,10 @@
 //! stored; otherwise the delivery is [`Outcome::Done`]. Records already stored are skipped, so a
 //! delivery handled twice stores and announces nothing twice.
 //!
+//! Each batch is masked with the current policy version ([`PolicyStore::current`], compared with
+//! the stored current version at most once per refresh interval); if that comparison fails the
+//! batch is retried. The version used is stored and announced with every record.
+//!
 //! Logs carry record ids, counts and finding kinds, never a payload value; every reason and
 //! error text that reaches a log or the queue is first passed through the detectors, so an
 //! identifier quoted in it (a malformed message, a driver error) is replaced by its marker.
@@ -27,6 +31,7 @@ use etx_storage::RelayHandle;
 
 use crate::mask::{Masking, RecordMasker};
 use crate::messages::{Announcement, NewMaskedRecord};
+use crate::policies::PolicyStore;
 use crate::store::MaskedStore;
 
 /// How many failed records a reject reason names before it summarises.
@@ -44,7 +49,7 @@ pub struct MaskingHandler {
 impl std::fmt::Debug for MaskingHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MaskingHandler")
-            .field("policy_version", &self.work.policy.version())
+            .field("policy_version", &self.work.policies.cached().version())
             .finish_non_exhaustive()
     }
 }
@@ -53,7 +58,7 @@ impl std::fmt::Debug for MaskingHandler {
 /// hold up the runtime's other tasks (the HTTP server, in all-in-one).
 struct Work {
     masker: Masker,
-    policy: Arc<MaskingPolicy>,
+    policies: PolicyStore,
     purpose: Purpose,
 }
 
@@ -69,16 +74,18 @@ enum Fate {
 }
 
 impl Work {
-    /// Masks the records of `todo` found in `fetched`; the fate of those that cannot be.
+    /// Masks the records of `todo` found in `fetched` with `policy`; the fate of those that
+    /// cannot be.
     fn mask_all(
         &self,
+        policy: &MaskingPolicy,
         todo: &[(RecordId, Source)],
         fetched: Vec<SourceRecord>,
     ) -> (Vec<NewMaskedRecord>, Vec<(RecordId, Fate)>) {
         let mut by_id: HashMap<RecordId, SourceRecord> = fetched.into_iter().map(|r| (r.id, r)).collect();
         let masker = RecordMasker {
             masker: &self.masker,
-            policy: &self.policy,
+            policy,
             detector: Detector::for_today(),
             purpose: &self.purpose,
         };
@@ -132,7 +139,7 @@ impl Work {
                         classification: rec.envelope.classification,
                         priority: rec.envelope.priority,
                         form: rec.envelope.form,
-                        policy_version: self.policy.version(),
+                        policy_version: policy.version(),
                         received_at: rec.provenance.received_at,
                         masking,
                     });
@@ -157,7 +164,7 @@ impl Work {
     /// up in logs and dead letters (R-SEC-10).
     fn scrub(&self, text: &str) -> String {
         self.masker
-            .mask_text(&self.policy, Audience::AlertText, text)
+            .mask_text(&self.policies.cached(), Audience::AlertText, text)
             .map_or_else(
                 |_| "[withheld: the text could not be masked]".to_owned(),
                 |(t, _)| t,
@@ -170,7 +177,7 @@ impl MaskingHandler {
         store: MaskedStore,
         source: Arc<dyn RecordSource>,
         masker: Masker,
-        policy: Arc<MaskingPolicy>,
+        policies: PolicyStore,
         purpose: Purpose,
         relay: Option<RelayHandle>,
     ) -> Self {
@@ -179,7 +186,7 @@ impl MaskingHandler {
             source,
             work: Arc::new(Work {
                 masker,
-                policy,
+                policies,
                 purpose,
             }),
             relay,
@@ -208,6 +215,18 @@ impl MaskingHandler {
             return fates;
         }
         let todo_ids: Vec<RecordId> = todo.iter().map(|(id, _)| *id).collect();
+        let policy = match self.work.policies.current().await {
+            Ok(p) => p,
+            Err(e) => {
+                let why = format!(
+                    "cannot read the current masking policy: {}",
+                    self.work.scrub(&e.to_string())
+                );
+                tracing::warn!(error = %why, "the batch will be retried");
+                fates.extend(todo_ids.into_iter().map(|id| (id, Fate::Retry(why.clone()))));
+                return fates;
+            }
+        };
         let fetched = match self.source.fetch(&todo_ids).await {
             Ok(records) => records,
             Err(e) => {
@@ -229,7 +248,8 @@ impl MaskingHandler {
         let work = self.work.clone();
         let span = tracing::Span::current();
         let masked =
-            tokio::task::spawn_blocking(move || span.in_scope(|| work.mask_all(&todo, fetched))).await;
+            tokio::task::spawn_blocking(move || span.in_scope(|| work.mask_all(&policy, &todo, fetched)))
+                .await;
         let (rows, unmasked) = match masked {
             Ok(out) => out,
             Err(e) => {

@@ -1,6 +1,7 @@
 //! The pipeline's operations API (mounted under `/api/v1` where the masking target runs; issue
 //! 5 §1, §3): what an operator needs to keep records flowing — the backlog of every pipeline
-//! stream, its dead letters and their replay, and the records the masking stage holds.
+//! stream, its dead letters and their replay, and the records the masking stage holds. The
+//! masking policy API and re-identification are in [`policies`].
 //!
 //! Every operation needs [`Permission::OperatePipeline`] (`system_admin`, `operator`; never a
 //! connected system). Streams and dead letters are the hub's, not one organisation's: they are
@@ -8,6 +9,8 @@
 //! as the audit log's); held records are listed within the caller's organisation subtree. Nothing here shows a payload value: messages carry metadata only and held
 //! records only the places and kinds of what was found (R-SEC-10). Replays are recorded in the
 //! audit log by the gateway like every request.
+
+pub mod policies;
 
 use crate::AppMasking;
 use actix_web::{HttpResponse, web};
@@ -379,13 +382,14 @@ pub async fn held(
     Ok(HttpResponse::Ok().json(HeldOut { records }))
 }
 
-/// Mounts the operations API (under `/api/v1`); needs `web::Data<AppMasking>` and
-/// `web::Data<PipelineOps>`.
+/// Mounts the operations API and the masking policy API ([`policies::routes`]) under
+/// `/api/v1`; needs `web::Data<AppMasking>` and `web::Data<PipelineOps>`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/pipeline", "GET").route(web::get().to(pipeline)))
         .service(resource("/pipeline/dead-letters", "GET").route(web::get().to(dead_letters)))
         .service(resource("/pipeline/dead-letters/{id}/replay", "POST").route(web::post().to(replay)))
-        .service(resource("/masking/held", "GET").route(web::get().to(held)));
+        .service(resource("/masking/held", "GET").route(web::get().to(held)))
+        .configure(policies::routes);
 }
 
 fn resource(path: &str, allow: &'static str) -> actix_web::Resource {

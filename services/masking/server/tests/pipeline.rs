@@ -38,8 +38,8 @@ use etx_masking::{
     AppMasking, GROUP, MASKING_EVENTS, MATCH_PURPOSE, MaskStatus, RECORDS_MASKED, RECORDS_RECEIVED,
 };
 use etx_masking_core::{
-    BUILTIN_POLICY, Detector, FindingKind, Masker, MaskingPolicy, Purpose, RecordSource, SourceError,
-    SourceRecord, TokenKeys, is_token,
+    BUILTIN_POLICY, Detector, FindingKind, Masker, Purpose, RecordSource, SourceError, SourceRecord,
+    TokenKeys, is_token,
 };
 use etx_queue::{ConsumerConfig, ConsumerHandle, Delivery, EmbeddedQueue, OutMessage, Queue, RedisQueue};
 use etx_storage::testing::{TestDb, redis_url};
@@ -435,13 +435,11 @@ impl Pipeline {
             TokenKeys::new(MasterKey::generate("mk-masking-test")),
             Detector::for_today(),
         );
-        let policy = Arc::new(MaskingPolicy::parse(BUILTIN_POLICY).unwrap());
         let relay = OutboxRelay::new(db.clone(), queue.clone());
         let app = AppMasking::build(
             db.clone(),
             source.clone(),
             masker.clone(),
-            policy,
             Arc::new(TestVault::new()),
             Some(relay.handle()),
         )
@@ -650,6 +648,7 @@ per_backend!(
     records_are_retried_while_the_source_is_unavailable_and_then_stored,
     a_record_not_yet_in_the_source_is_retried_until_it_appears,
     high_priority_records_are_masked_and_announced_before_normal_ones,
+    a_policy_version_published_elsewhere_is_taken_without_a_restart_and_stored_records_keep_theirs,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1199,6 +1198,111 @@ mod cases {
                 .iter()
                 .all(|(id, pr)| *pr == Priority::Normal && normal.contains(id))
         );
+        p.stop().await;
+    }
+
+    /// (g) Issue 5 §2: a policy version published through one process is taken by another
+    /// masking process on the same database without a restart; every record carries the
+    /// version it was masked with, and a record stored before is never masked again.
+    pub async fn a_policy_version_published_elsewhere_is_taken_without_a_restart_and_stored_records_keep_theirs(
+        mut p: Pipeline,
+        _place: Arc<Place>,
+    ) {
+        // The second process masks; the first one only publishes.
+        let other = AppMasking::build(
+            p.db.clone(),
+            p.source.clone(),
+            p.masker.clone(),
+            Arc::new(TestVault::new()),
+            None,
+        )
+        .await
+        .unwrap()
+        .with_policy_refresh(Duration::from_millis(100));
+        let (handle, join) = other.spawn_consumer(p.queue.clone(), Pipeline::config());
+        p.consumers.push((handle, join));
+        p.start_relay();
+
+        let sub = Submission::new(OrgId::new());
+        let before = sub.record(
+            Category::Workforce,
+            Priority::Normal,
+            Form::Raw,
+            expert(CCCD, NAME, PHONE),
+        );
+        p.source.add(&[&before]);
+        p.publish(&sub.announcements(&[&before])).await;
+        p.settled(1).await;
+        let m = other.masked(before.id).await.unwrap().unwrap();
+        assert_eq!(m.policy_version, 1);
+        assert_eq!(m.payload.as_ref().unwrap()["expert"]["phone"], "*******678");
+
+        // Version 2: analysts see the last 2 digits of an expert's phone.
+        let mut doc: Value = serde_json::from_str(BUILTIN_POLICY).unwrap();
+        doc["version"] = json!(2);
+        let rule = doc["fields"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|r| r["category"] == "workforce" && r["field"] == "/expert/phone")
+            .unwrap();
+        rule["audiences"]["analyst"] = json!({ "op": "partial", "keep_last": 2 });
+        let author = etx_masking::Author {
+            subject: "user:test",
+            org_id: None,
+        };
+        let stored = p.app.policies().publish(&doc, author, Utc::now()).await.unwrap();
+        assert_eq!(stored.meta.version, 2);
+        assert_eq!(
+            p.app.policies().cached().version(),
+            2,
+            "the publishing process at once"
+        );
+        eventually("the other process takes version 2", || async {
+            other.policies().current().await.unwrap().version() == 2
+        })
+        .await;
+
+        let sub2 = Submission::new(OrgId::new());
+        let after = sub2.record(
+            Category::Workforce,
+            Priority::Normal,
+            Form::Raw,
+            expert(CCCD, NAME, PHONE),
+        );
+        p.source.add(&[&after]);
+        p.publish(&sub2.announcements(&[&after])).await;
+        // The first record announced again (a redelivery): left as it was.
+        p.publish(&sub.announcements(&[&before])).await;
+        p.settled(3).await;
+        let m2 = other.masked(after.id).await.unwrap().unwrap();
+        assert_eq!(m2.policy_version, 2);
+        assert_eq!(m2.payload.as_ref().unwrap()["expert"]["phone"], "********78");
+        let m1 = other.masked(before.id).await.unwrap().unwrap();
+        assert_eq!((m1.policy_version, m1.masked_at), (1, m.masked_at));
+        assert_eq!(m1.payload, m.payload);
+
+        // Each record is announced with the version it was masked with, once.
+        let versions: BTreeMap<RecordId, u64> = p
+            .read(RECORDS_MASKED)
+            .await
+            .iter()
+            .flat_map(|d| {
+                let body: Value = serde_json::from_slice(&d.body).unwrap();
+                body["records"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| {
+                        (
+                            r["record_id"].as_str().unwrap().parse().unwrap(),
+                            r["policy_version"].as_u64().unwrap(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(versions, BTreeMap::from([(before.id, 1), (after.id, 2)]));
         p.stop().await;
     }
 }

@@ -20,6 +20,7 @@ use crate::ports::{
     ConflictFilter, ConflictStore, DecisionMemory, PeriodApprovals, ReconciliationStore, SaveError,
 };
 use crate::record::{IncomingRecord, MatchTokens, SourceRef};
+use crate::service::{Reconciled, ReconciliationService};
 
 /// A store implementing every port.
 pub trait ContractStore: ReconciliationStore + ConflictStore + DecisionMemory + PeriodApprovals {}
@@ -137,6 +138,160 @@ pub async fn links_are_versioned_and_outcomes_final(store: impl ContractStore) {
     assert_eq!(&live, &dc.linked().unwrap().canonical);
     let query = engine().prepare(c.clone()).unwrap().query();
     assert_eq!(store.candidates(&query).await.unwrap(), vec![live]);
+}
+
+/// A batch (group commit): decisions made in order, a later one changing the canonical record
+/// an earlier one founded, stored by `save_decisions`; the bulk reads answer for every record;
+/// a redelivered batch replays; a batch whose first decision is stale stores nothing.
+pub async fn batches_chain_decisions_and_read_in_bulk(store: impl ContractStore) {
+    let svc = ReconciliationService::new(store, engine());
+    let a = record(OrgKind::Province, 100.0, 2);
+    let b = record(OrgKind::Ministry, 100.1, 3);
+    let mut c = record(OrgKind::Province, 100.0, 4);
+    c.source = a.source;
+    c.source.receipt_id = ReceiptId::new();
+    let d = record_of(Category::Statistics, "2026-11", OrgKind::Province, 7.0, 2);
+    let e = record(OrgKind::ProvincialDepartment, 150.0, 5);
+    let batch = vec![a.clone(), b.clone(), c.clone(), d.clone(), e.clone()];
+    let out = svc.reconcile_batch(batch.clone(), at(20)).await;
+    assert!(out.grouped, "decided and stored as one batch");
+    let kinds: Vec<DecisionKind> = out
+        .results
+        .iter()
+        .map(|(_, r)| match r {
+            Ok(Reconciled::Decided(d)) => d.kind(),
+            other => panic!("not decided now: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            DecisionKind::NewCanonical,
+            DecisionKind::Merge,
+            DecisionKind::Duplicate,
+            DecisionKind::NewCanonical,
+            DecisionKind::Conflict
+        ]
+    );
+    let store = svc.store();
+    let ids: Vec<RecordId> = batch.iter().map(|r| r.record_id).collect();
+    let mut asked = ids.clone();
+    asked.push(RecordId::new());
+    let outcomes = store.outcomes(&asked).await.unwrap();
+    assert_eq!(outcomes.len(), 5, "every decided record, not the unknown one");
+    for (id, r) in &out.results {
+        assert_eq!(outcomes[id], r.as_ref().unwrap().summary());
+    }
+    let live = store
+        .canonical(CanonicalId::founded_by(a.record_id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(live.contributions.len(), 3, "a, b and the duplicate c");
+    assert_eq!(live.version, 3, "founded, then changed twice in the same batch");
+    let e2 = engine();
+    let queries: Vec<_> = batch
+        .iter()
+        .map(|r| e2.prepare(r.clone()).unwrap().query())
+        .collect();
+    let mut found: Vec<CanonicalId> = store
+        .candidates_for(&queries)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    found.sort();
+    let mut expected = vec![
+        CanonicalId::founded_by(a.record_id),
+        CanonicalId::founded_by(d.record_id),
+    ];
+    expected.sort();
+    assert_eq!(found, expected, "each canonical record once");
+    let pairs: Vec<_> = batch
+        .iter()
+        .map(|r| (r.record_id, e2.prepare(r.clone()).unwrap().keys().source))
+        .collect();
+    let rejections = store.rejections_of(&pairs).await.unwrap();
+    assert_eq!(rejections.len(), 5);
+    assert!(rejections.iter().all(Vec::is_empty));
+
+    // Delivered again: replayed, nothing written.
+    let again = svc.reconcile_batch(batch, at(21)).await;
+    for (id, r) in &again.results {
+        assert_eq!(r.as_ref().unwrap(), &Reconciled::Replayed(outcomes[id]));
+    }
+    assert_eq!(
+        store.canonical(live.id).await.unwrap().unwrap().version,
+        3,
+        "nothing written"
+    );
+
+    // A batch whose first decision was made on a state that changed stores nothing.
+    let f = record(OrgKind::Department, 100.05, 6);
+    let stale = decide(store, &f).await;
+    let g = record(OrgKind::Ministry, 100.02, 7);
+    store.save_decision(&decide(store, &g).await).await.unwrap();
+    let h = record_of(Category::Statistics, "2026-12", OrgKind::Province, 1.0, 2);
+    let fresh = decide(store, &h).await;
+    assert!(matches!(
+        store.save_decisions(&[stale, fresh]).await,
+        Err(SaveError::Stale)
+    ));
+    assert_eq!(store.outcome(f.record_id).await.unwrap(), None);
+    assert_eq!(store.outcome(h.record_id).await.unwrap(), None);
+    // The service, reading again, decides both.
+    let out = svc.reconcile_batch(vec![f.clone(), h.clone()], at(22)).await;
+    assert!(out.grouped);
+    assert!(
+        out.results
+            .iter()
+            .all(|(_, r)| matches!(r, Ok(Reconciled::Decided(_))))
+    );
+}
+
+/// For adapters that store a batch atomically (the SQL store; the ports' default does not):
+/// a batch whose *last* decision is stale stores none of it, and neither does one founding the
+/// same fact twice.
+pub async fn batches_are_atomic(store: impl ContractStore) {
+    let a = record(OrgKind::Province, 100.0, 2);
+    store.save_decision(&decide(&store, &a).await).await.unwrap();
+    let f = record(OrgKind::Department, 100.05, 6);
+    let stale = decide(&store, &f).await;
+    let g = record(OrgKind::Ministry, 100.02, 7);
+    store.save_decision(&decide(&store, &g).await).await.unwrap();
+    let h = record_of(Category::Statistics, "2026-12", OrgKind::Province, 1.0, 2);
+    let fresh = decide(&store, &h).await;
+    let k = record_of(Category::Statistics, "2027-01", OrgKind::Province, 1.0, 2);
+    let fresh2 = decide(&store, &k).await;
+    assert!(matches!(
+        store
+            .save_decisions(&[fresh.clone(), fresh2.clone(), stale])
+            .await,
+        Err(SaveError::Stale)
+    ));
+    for r in [&f, &h, &k] {
+        assert_eq!(store.outcome(r.record_id).await.unwrap(), None, "nothing stored");
+    }
+    assert_eq!(
+        store
+            .canonical(CanonicalId::founded_by(h.record_id))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Two records of one fact, each founding it (decided apart): stale, nothing stored.
+    let m = record_of(Category::Statistics, "2027-02", OrgKind::Province, 3.0, 2);
+    let n = record_of(Category::Statistics, "2027-02", OrgKind::Ministry, 3.0, 3);
+    let (dm, dn) = (decide(&store, &m).await, decide(&store, &n).await);
+    assert!(matches!(
+        store.save_decisions(&[fresh.clone(), dm, dn]).await,
+        Err(SaveError::Stale)
+    ));
+    assert_eq!(store.outcome(h.record_id).await.unwrap(), None);
+    store.save_decisions(&[fresh, fresh2]).await.unwrap();
+    assert!(store.outcome(k.record_id).await.unwrap().is_some());
 }
 
 /// A second founding of the same fact (two consumers, two records, both saw nothing) is stale,

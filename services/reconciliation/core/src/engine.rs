@@ -81,6 +81,22 @@ pub struct CandidateQuery {
     pub blocking_keys: Vec<BlockingKey>,
 }
 
+impl CandidateQuery {
+    /// Whether `canonical` answers this query: same category and period, and a contribution
+    /// (of any role) with the source key, the fact key or one of the blocking keys. The batch
+    /// path uses it to decide a record against the canonical records an earlier record of the
+    /// same batch created or changed.
+    pub fn matches(&self, canonical: &CanonicalRecord) -> bool {
+        canonical.category == self.category
+            && canonical.period == self.period
+            && canonical.contributions.iter().any(|x| {
+                x.keys.source == self.source_key
+                    || (self.fact_key.is_some() && x.keys.fact == self.fact_key)
+                    || x.keys.blocking.iter().any(|b| self.blocking_keys.contains(b))
+            })
+    }
+}
+
 /// An incoming record read and keyed, ready to decide on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prepared {

@@ -124,5 +124,6 @@ pub use ports::{
 };
 pub use record::{IncomingRecord, MatchToken, MatchTokens, ProvinceCode, RecordError, SourceRef};
 pub use service::{
-    PeriodChangeError, ReconcileError, Reconciled, ReconciliationService, Reopened, ResolveConflictError,
+    BatchReconciled, PeriodChangeError, ReconcileError, Reconciled, ReconciliationService, Reopened,
+    ResolveConflictError,
 };

@@ -172,18 +172,7 @@ impl ReconciliationStore for MemoryStore {
 
     async fn candidates(&self, query: &CandidateQuery) -> Result<Vec<CanonicalRecord>, StoreError> {
         let s = self.lock()?;
-        Ok(s.live
-            .values()
-            .filter(|c| c.category == query.category && c.period == query.period)
-            .filter(|c| {
-                c.contributions.iter().any(|x| {
-                    x.keys.source == query.source_key
-                        || (query.fact_key.is_some() && x.keys.fact == query.fact_key)
-                        || x.keys.blocking.iter().any(|b| query.blocking_keys.contains(b))
-                })
-            })
-            .cloned()
-            .collect())
+        Ok(s.live.values().filter(|c| query.matches(c)).cloned().collect())
     }
 
     async fn save_decision(&self, decision: &Decision) -> Result<(), SaveError> {

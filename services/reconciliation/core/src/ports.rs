@@ -7,6 +7,8 @@
 //! write is either idempotent by record id or guarded by an optimistic version check; a failed
 //! check is [`SaveError::Stale`] and the service reads again and re-decides.
 
+use std::collections::HashMap;
+
 use etx_domain::{Category, OrgId, Period, RecordId};
 
 use crate::canonical::CanonicalRecord;
@@ -49,6 +51,19 @@ pub trait ReconciliationStore: Send + Sync {
     /// other; the service decides again on it.
     async fn outcome(&self, record: RecordId) -> Result<Option<DecisionSummary>, StoreError>;
 
+    /// The outcomes of those of `records` that have one (see
+    /// [`ReconciliationStore::outcome`]). The default asks one by one; an adapter should
+    /// answer in one read.
+    async fn outcomes(&self, records: &[RecordId]) -> Result<HashMap<RecordId, DecisionSummary>, StoreError> {
+        let mut out = HashMap::with_capacity(records.len());
+        for id in records {
+            if let Some(s) = self.outcome(*id).await? {
+                out.insert(*id, s);
+            }
+        }
+        Ok(out)
+    }
+
     /// The **live** canonical records (never one merged into another) of `query.category` and
     /// `query.period` that hold a contribution (of any role) with `query.source_key`, or with
     /// `query.fact_key`, or with any of `query.blocking_keys` — each once, with **all** their
@@ -57,6 +72,24 @@ pub trait ReconciliationStore: Send + Sync {
     /// An adapter that caps a large block MUST keep every source-key and fact-key match and
     /// document the cap.
     async fn candidates(&self, query: &CandidateQuery) -> Result<Vec<CanonicalRecord>, StoreError>;
+
+    /// The candidates of every query in `queries` (as [`ReconciliationStore::candidates`]),
+    /// each canonical record once, in any order; it MAY also return records of the queries'
+    /// other categories and periods (the caller matches each record with
+    /// [`CandidateQuery::matches`]). The default asks query by query; an adapter should answer
+    /// in a few reads.
+    async fn candidates_for(&self, queries: &[CandidateQuery]) -> Result<Vec<CanonicalRecord>, StoreError> {
+        let mut out: Vec<CanonicalRecord> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for q in queries {
+            for c in self.candidates(q).await? {
+                if seen.insert(c.id) {
+                    out.push(c);
+                }
+            }
+        }
+        Ok(out)
+    }
 
     /// Stores `decision` **atomically**, together with the outbox event the server publishes
     /// for it (`records.accepted` or `records.conflicts`):
@@ -85,6 +118,21 @@ pub trait ReconciliationStore: Send + Sync {
     /// return [`SaveError::Stale`] (in SQL: read the covering approval rows `FOR SHARE` in the
     /// same transaction), so the service decides again and holds the record.
     async fn save_decision(&self, decision: &Decision) -> Result<(), SaveError>;
+
+    /// Stores `decisions`, made in this order (a later one may change a canonical record an
+    /// earlier one created or changed, with `previous` naming the version the earlier one
+    /// wrote), each under the rules of [`ReconciliationStore::save_decision`]. An adapter
+    /// SHOULD store them atomically — all or none, in one transaction (group commit: the
+    /// reconciliation stage keeps up with ingestion this way). The default stores them one by
+    /// one and stops at the first error, leaving the earlier ones stored; callers must cope
+    /// with that (the service does: on an error it reconciles each record again, and a stored
+    /// one replays).
+    async fn save_decisions(&self, decisions: &[Decision]) -> Result<(), SaveError> {
+        for d in decisions {
+            self.save_decision(d).await?;
+        }
+        Ok(())
+    }
 
     /// The live canonical record `id` answers to: itself, or the record it was merged into
     /// (following `merged_into` to the end). MUST return `Ok(None)` for an unknown id.
@@ -145,6 +193,19 @@ pub trait DecisionMemory: Send + Sync {
         record: RecordId,
         source_key: SourceKey,
     ) -> Result<Vec<RejectedPair>, StoreError>;
+
+    /// [`DecisionMemory::rejections`] of each `(record, source_key)` pair, in the same order.
+    /// The default asks pair by pair; an adapter should answer in one read.
+    async fn rejections_of(
+        &self,
+        pairs: &[(RecordId, SourceKey)],
+    ) -> Result<Vec<Vec<RejectedPair>>, StoreError> {
+        let mut out = Vec::with_capacity(pairs.len());
+        for (record, key) in pairs {
+            out.push(self.rejections(*record, *key).await?);
+        }
+        Ok(out)
+    }
 }
 
 /// Period approvals.

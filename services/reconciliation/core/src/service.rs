@@ -3,12 +3,17 @@
 //! [`ReconciliationService::reconcile`] once per `records.masked` message and acknowledges the
 //! message when it returns `Ok`.
 
-use chrono::{DateTime, Utc};
-use etx_domain::UserId;
+use std::collections::{BTreeMap, HashMap};
 
+use chrono::{DateTime, Utc};
+use etx_domain::{Category, OrgId, Period, UserId};
+
+use crate::canonical::CanonicalRecord;
 use crate::conflict::{ResolutionChoice, ResolveError, Resolved};
-use crate::engine::{Context, DecideError, Decision, DecisionKind, DecisionSummary, Reconciler};
-use crate::ids::ConflictId;
+use crate::engine::{
+    CandidateQuery, Context, DecideError, Decision, DecisionKind, DecisionSummary, Prepared, Reconciler,
+};
+use crate::ids::{CanonicalId, ConflictId};
 use crate::period::{PeriodApproval, PeriodError, PeriodKey, Reason};
 use crate::ports::{
     ConflictStore, DecisionMemory, PeriodApprovals, ReconciliationStore, SaveError, StoreError,
@@ -98,6 +103,16 @@ impl Reconciled {
             Self::Replayed(s) => *s,
         }
     }
+}
+
+/// What [`ReconciliationService::reconcile_batch`] did.
+#[derive(Debug)]
+pub struct BatchReconciled {
+    /// One result per record, in the order given.
+    pub results: Vec<(RecordId, Result<Reconciled, ReconcileError>)>,
+    /// Whether the records not decided before were decided and stored as one batch (`false`:
+    /// one by one, after the batch could not be).
+    pub grouped: bool,
 }
 
 /// A reopened period and the records it held, for the server to reconcile again.
@@ -192,6 +207,167 @@ where
             }
         }
         Err(ReconcileError::Busy)
+    }
+
+    /// Reconciles `records` in their order as one unit of work (R-REC; a group commit, so
+    /// that the stage keeps up with ingestion): reads the outcomes, remembered rejections,
+    /// approvals and candidates of them all at once, decides each record against the canonical
+    /// records as the earlier records of the batch left them, and stores every decision with
+    /// [`ReconciliationStore::save_decisions`]. When the batch cannot be decided or stored as
+    /// one — another consumer changed a canonical record meanwhile, a period was approved, a
+    /// record cannot be decided, a read failed — each record not stored yet is reconciled on
+    /// its own with [`Self::reconcile`], which gives the same decisions (or the precise error)
+    /// one transaction at a time. Returns one result per record, in order.
+    #[tracing::instrument(skip_all, fields(records = records.len()))]
+    pub async fn reconcile_batch(&self, records: Vec<IncomingRecord>, now: DateTime<Utc>) -> BatchReconciled {
+        let ids: Vec<RecordId> = records.iter().map(|r| r.record_id).collect();
+        let mut grouped = true;
+        let mut results: Vec<Option<Result<Reconciled, ReconcileError>>> = ids.iter().map(|_| None).collect();
+        let prior = match self.store.outcomes(&ids).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the batch's outcomes; one by one");
+                HashMap::new()
+            }
+        };
+        let mut pending: Vec<(usize, Prepared)> = Vec::with_capacity(records.len());
+        for (i, record) in records.into_iter().enumerate() {
+            match prior.get(&record.record_id) {
+                Some(p) if p.kind != DecisionKind::Held => {
+                    results[i] = Some(Ok(Reconciled::Replayed(*p)));
+                }
+                _ => match self.engine.prepare(record) {
+                    Ok(p) => pending.push((i, p)),
+                    Err(e) => results[i] = Some(Err(e.into())),
+                },
+            }
+        }
+        if !pending.is_empty() {
+            let started = std::time::Instant::now();
+            let stored = match self.decide_batch(&pending, now).await {
+                Ok(decisions) => match self.store.save_decisions(&decisions).await {
+                    Ok(()) => {
+                        tracing::debug!(
+                            records = decisions.len(),
+                            ms = started.elapsed().as_millis(),
+                            "batch decided and stored"
+                        );
+                        Some(decisions)
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, records = pending.len(), "the batch cannot be stored as one; one by one");
+                        None
+                    }
+                },
+                Err(why) => {
+                    tracing::debug!(%why, records = pending.len(), "the batch cannot be decided as one; one by one");
+                    None
+                }
+            };
+            match stored {
+                Some(decisions) => {
+                    for ((i, _), d) in pending.iter().zip(decisions) {
+                        results[*i] = Some(Ok(Reconciled::Decided(Box::new(d))));
+                    }
+                }
+                None => {
+                    grouped = false;
+                    for (i, p) in &pending {
+                        results[*i] = Some(self.reconcile(p.record().clone(), now).await);
+                    }
+                }
+            }
+        }
+        let results = ids
+            .into_iter()
+            .zip(results)
+            .map(|(id, r)| {
+                let r = r.unwrap_or_else(|| {
+                    Err(ReconcileError::Unknown(anyhow::anyhow!(
+                        "record {id} was not handled"
+                    )))
+                });
+                (id, r)
+            })
+            .collect();
+        BatchReconciled { results, grouped }
+    }
+
+    /// The decisions of `pending`, in order, each made against the canonical records as the
+    /// decisions before it left them; `Err` (why, for the log) when the batch must be decided
+    /// record by record instead.
+    async fn decide_batch(
+        &self,
+        pending: &[(usize, Prepared)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Decision>, String> {
+        let started = std::time::Instant::now();
+        let queries: Vec<CandidateQuery> = pending.iter().map(|(_, p)| p.query()).collect();
+        let pairs: Vec<_> = pending
+            .iter()
+            .map(|(_, p)| (p.record().record_id, p.keys().source))
+            .collect();
+        let rejections = self
+            .store
+            .rejections_of(&pairs)
+            .await
+            .map_err(|e| e.to_string())?;
+        if rejections.len() != pending.len() {
+            return Err("the rejection lookup answered for another number of records".into());
+        }
+        let mut approvals: HashMap<(OrgId, Category, Period), Vec<PeriodApproval>> = HashMap::new();
+        for (_, p) in pending {
+            let r = p.record();
+            let key = (r.source.org_id, r.category, r.period);
+            if let std::collections::hash_map::Entry::Vacant(slot) = approvals.entry(key) {
+                let covering = self
+                    .store
+                    .covering(key.0, key.1, key.2)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                slot.insert(covering);
+            }
+        }
+        let mut live: BTreeMap<CanonicalId, CanonicalRecord> = self
+            .store
+            .candidates_for(&queries)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect();
+        tracing::debug!(
+            records = pending.len(),
+            approvals = approvals.len(),
+            candidates = live.len(),
+            ms = started.elapsed().as_millis(),
+            "batch read"
+        );
+        let mut decisions = Vec::with_capacity(pending.len());
+        for (((_, p), query), rejections) in pending.iter().zip(&queries).zip(&rejections) {
+            let r = p.record();
+            let candidates: Vec<CanonicalRecord> =
+                live.values().filter(|c| query.matches(c)).cloned().collect();
+            let ctx = Context {
+                candidates: &candidates,
+                rejections,
+                approvals: approvals
+                    .get(&(r.source.org_id, r.category, r.period))
+                    .map_or(&[][..], Vec::as_slice),
+            };
+            let decision = self
+                .engine
+                .decide(p, &ctx, now)
+                .map_err(|e| format!("record {}: {e}", r.record_id))?;
+            if let Some(l) = decision.linked() {
+                if let Some(old) = l.retired() {
+                    live.remove(&old);
+                }
+                live.insert(l.canonical.id, l.canonical.clone());
+            }
+            decisions.push(decision);
+        }
+        Ok(decisions)
     }
 
     /// Resolves conflict `id` (R-REC) by `choice` of operator `by`.

@@ -164,14 +164,14 @@ fn outcome(store: &MemoryStore) -> Outcome {
 
 // --- stable ids -----------------------------------------------------------------------------
 
-#[tokio::test]
-async fn canonical_ids_do_not_depend_on_the_order_records_arrive_in() {
+/// Seven records of two categories: agreeing, correcting, re-sent, and fuzzy-matching ones.
+fn seven_records() -> [IncomingRecord; 7] {
     let hcm = org(OrgKind::Province);
     let ministry = org(OrgKind::Ministry);
     let hanoi = org(OrgKind::Province);
     let so = org(OrgKind::ProvincialDepartment);
     let cuc = org(OrgKind::Department);
-    let records = [
+    [
         stat(hcm, einvoices("79", 182_000_000.0), at(1, 8)),
         stat(ministry, einvoices("79", 182_300_000.0), at(2, 8)),
         // The city's correction, and the ministry's re-send of the same content.
@@ -198,7 +198,12 @@ async fn canonical_ids_do_not_depend_on_the_order_records_arrive_in() {
             ),
             at(3, 9),
         ),
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn canonical_ids_do_not_depend_on_the_order_records_arrive_in() {
+    let records = seven_records();
     let mut seen: Option<Outcome> = None;
     let perms = permutations(records.len());
     assert_eq!(perms.len(), 5040);
@@ -253,6 +258,43 @@ async fn canonical_ids_do_not_depend_on_the_order_records_arrive_in() {
             of: records[1].record_id
         }
     );
+}
+
+/// A batch (group commit) decides as the records one by one would, in any order and cut into
+/// batches of any size, and a redelivered batch replays.
+#[tokio::test]
+async fn batches_decide_as_records_one_by_one_would() {
+    let records = seven_records();
+    let one_by_one = {
+        let s = service();
+        for r in &records {
+            s.reconcile(r.clone(), now()).await.unwrap();
+        }
+        outcome(s.store())
+    };
+    for perm in permutations(records.len()).iter().step_by(97) {
+        for size in [2, 3, 7] {
+            let s = service();
+            for chunk in perm.chunks(size) {
+                let batch: Vec<IncomingRecord> = chunk.iter().map(|&i| records[i].clone()).collect();
+                let out = s.reconcile_batch(batch, now()).await;
+                assert!(out.grouped, "{perm:?} in batches of {size}");
+                for (id, r) in out.results {
+                    assert!(matches!(r, Ok(Reconciled::Decided(_))), "{id}: {r:?}");
+                }
+            }
+            assert_eq!(outcome(s.store()), one_by_one, "{perm:?} in batches of {size}");
+            let again = s.reconcile_batch(records.to_vec(), now()).await;
+            assert!(
+                again
+                    .results
+                    .iter()
+                    .all(|(_, r)| matches!(r, Ok(Reconciled::Replayed(_)))),
+                "redelivered"
+            );
+            assert_eq!(outcome(s.store()), one_by_one);
+        }
+    }
 }
 
 // --- idempotency, periods ---------------------------------------------------------------------

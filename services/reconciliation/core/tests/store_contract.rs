@@ -34,3 +34,8 @@ async fn memory_store_resolves_and_filters_conflicts() {
 async fn memory_store_keeps_approvals_and_held_records() {
     contract::approvals_are_versioned_and_stop_late_writes(MemoryStore::new()).await;
 }
+
+#[tokio::test]
+async fn memory_store_chains_decisions_in_a_batch() {
+    contract::batches_chain_decisions_and_read_in_bulk(MemoryStore::new()).await;
+}

@@ -1,8 +1,10 @@
 //! The consumer of `records.masked` (R-REC, R-AVAIL): for each batch of announcements, skip the
 //! records already decided, read the others through the [`MaskedSource`] port, and reconcile
-//! them one by one in message order (the queue hands out higher priority first, R-DATA-2). Each
-//! decision is stored with its `records.accepted` / `records.conflicts` outbox entries in one
-//! transaction, so a record is announced once however often its message is delivered.
+//! them in message order (the queue hands out higher priority first, R-DATA-2), each priority's
+//! records as one batch ([`ReconciliationService::reconcile_batch`](etx_reconciliation_core::ReconciliationService::reconcile_batch)):
+//! every decision of a batch is stored with its `records.accepted` / `records.conflicts` outbox
+//! entries in one transaction (record by record when the batch cannot be), so a record is
+//! announced once however often its message is delivered.
 //!
 //! Per delivery: a body that is not an announcement is [`Outcome::Reject`]ed with where it is
 //! wrong; a record the source cannot give now (unavailable, failing, or not there yet), or whose
@@ -108,6 +110,7 @@ impl ReconciliationHandler {
             return fates;
         }
         let todo_ids: Vec<RecordId> = todo.iter().map(|w| w.announced.record_id).collect();
+        let fetch_started = std::time::Instant::now();
         let fetched = match self.source.fetch(&todo_ids).await {
             Ok(records) => records,
             Err(e) => {
@@ -124,10 +127,16 @@ impl ReconciliationHandler {
                 return fates;
             }
         };
+        tracing::debug!(
+            records = todo_ids.len(),
+            ms = fetch_started.elapsed().as_millis(),
+            "masked records read"
+        );
         let mut by_id: HashMap<RecordId, IncomingRecord> =
             fetched.into_iter().map(|r| (r.record_id, r)).collect();
         let mut missing = 0usize;
         let mut changed = false;
+        let mut batches: Vec<(Priority, Vec<IncomingRecord>)> = Vec::new();
         for w in todo {
             let id = w.announced.record_id;
             let Some(record) = by_id.remove(&id) else {
@@ -151,31 +160,49 @@ impl ReconciliationHandler {
                 );
                 continue;
             }
-            let service = self.services.for_priority(w.priority);
-            let fate = match service.reconcile(record, chrono::Utc::now()).await {
-                Ok(Reconciled::Decided(d)) => {
-                    changed = true;
-                    tracing::debug!(record_id = %id, decision = d.kind().as_str(), "reconciled");
-                    Fate::Decided
-                }
-                Ok(Reconciled::Replayed(s)) => {
-                    tracing::debug!(record_id = %id, decision = s.kind.as_str(), "decided before");
-                    Fate::Decided
-                }
-                Err(ReconcileError::Decide(e)) => {
-                    tracing::error!(record_id = %id, error = %e, "the record cannot be reconciled");
-                    Fate::Failed(format!("cannot be reconciled: {e}"))
-                }
-                Err(ReconcileError::Busy) => {
-                    tracing::info!(record_id = %id, "its canonical records keep changing; retrying later");
-                    Fate::Retry(format!("record {id}: the canonical records keep changing"))
-                }
-                Err(ReconcileError::Unknown(e)) => {
-                    tracing::warn!(record_id = %id, error = %e, "cannot reconcile now; retrying later");
-                    Fate::Retry(format!("record {id}: {e}"))
-                }
-            };
-            fates.insert(id, fate);
+            match batches.iter_mut().find(|(p, _)| *p == w.priority) {
+                Some((_, records)) => records.push(record),
+                None => batches.push((w.priority, vec![record])),
+            }
+        }
+        // Each priority's records as one batch, higher priorities first (the queue handed
+        // them out in that order, R-DATA-2): decided in order and stored in one transaction.
+        for (priority, records) in batches {
+            let service = self.services.for_priority(priority);
+            let started = std::time::Instant::now();
+            let out = service.reconcile_batch(records, chrono::Utc::now()).await;
+            tracing::debug!(
+                records = out.results.len(),
+                grouped = out.grouped,
+                ms = started.elapsed().as_millis(),
+                "batch reconciled"
+            );
+            for (id, result) in out.results {
+                let fate = match result {
+                    Ok(Reconciled::Decided(d)) => {
+                        changed = true;
+                        tracing::debug!(record_id = %id, decision = d.kind().as_str(), "reconciled");
+                        Fate::Decided
+                    }
+                    Ok(Reconciled::Replayed(s)) => {
+                        tracing::debug!(record_id = %id, decision = s.kind.as_str(), "decided before");
+                        Fate::Decided
+                    }
+                    Err(ReconcileError::Decide(e)) => {
+                        tracing::error!(record_id = %id, error = %e, "the record cannot be reconciled");
+                        Fate::Failed(format!("cannot be reconciled: {e}"))
+                    }
+                    Err(ReconcileError::Busy) => {
+                        tracing::info!(record_id = %id, "its canonical records keep changing; retrying later");
+                        Fate::Retry(format!("record {id}: the canonical records keep changing"))
+                    }
+                    Err(ReconcileError::Unknown(e)) => {
+                        tracing::warn!(record_id = %id, error = %e, "cannot reconcile now; retrying later");
+                        Fate::Retry(format!("record {id}: {e}"))
+                    }
+                };
+                fates.insert(id, fate);
+            }
         }
         if missing > 0 {
             tracing::info!(

@@ -4,12 +4,14 @@
 //! [`ReconciliationService`] — exact-key deduplication, cross-source matching within tolerance,
 //! fuzzy matching, conflicts for an operator, held records of approved periods — and stores the
 //! decision with its `records.accepted` / `records.conflicts` announcement through the outbox,
-//! in one transaction per record.
+//! a batch of records per transaction (group commit; record by record when a batch cannot be).
 //!
 //! * [`AppReconciliation`] — the module `etxhub` mounts: [`AppReconciliation::build`] runs the
 //!   migrations, [`AppReconciliation::spawn_consumer`] starts the consumer, and the read and
 //!   operator functions (canonical records with provenance, the conflict queue, period approval,
-//!   completeness) serve the HTTP API to come.
+//!   completeness) serve the HTTP API.
+//! * [`http`] — that API (`/api/v1/conflicts`, `/canonical-records`, `/periods`,
+//!   `/completeness`), within the caller's organisation subtree ([`org_replica`]).
 //! * [`handler`] — the [`ReconciliationHandler`] the consumer runs.
 //! * [`store`] — [`SqlStore`], every port of the core on SQLite/PostgreSQL, and its migrations
 //!   (`reconciliation_migrations`).
@@ -19,6 +21,7 @@
 //! ingestion and identity comes through [`MaskedSource`], built by the composition root.
 
 pub mod handler;
+pub mod http;
 mod messages;
 pub mod store;
 
@@ -41,6 +44,17 @@ use sea_orm_migration::MigratorTrait;
 
 pub use handler::ReconciliationHandler;
 pub use store::{MAX_BLOCK_CANDIDATES, MAX_CONFLICT_PAGE, SqlStore};
+
+/// Reconciliation's replica of the organisation hierarchy over `db` (kept by a consumer of
+/// `events.orgs`; see [`etx_storage::org_tree`]): the HTTP API reads by organisation subtree.
+pub fn org_replica(db: &DatabaseConnection) -> etx_storage::OrgReplica {
+    etx_storage::OrgReplica::new(db.clone(), store::migrations::ORG_TREE_TABLE)
+}
+
+/// Reconciliation's part of the OpenAPI document ([`http`]).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <http::ReconciliationDoc as utoipa::OpenApi>::openapi()
+}
 
 /// The stream masked records are announced on by the masking stage (metadata only; R-SEC-10).
 pub const RECORDS_MASKED: &str = "records.masked";

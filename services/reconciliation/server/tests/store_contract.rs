@@ -60,4 +60,6 @@ per_backend!(
     conflicts_are_listed_and_resolved_once,
     resolutions_link_and_filters_select,
     approvals_are_versioned_and_stop_late_writes,
+    batches_chain_decisions_and_read_in_bulk,
+    batches_are_atomic,
 );

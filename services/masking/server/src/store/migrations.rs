@@ -1,6 +1,6 @@
 //! Masking's schema migrations, in their own `masking_migrations` table.
 
-use super::entities::masked_record;
+use super::entities::{masked_record, masking_policy, masking_reidentification};
 use etx_storage::OutboxMigration;
 use sea_orm::DbErr;
 use sea_orm::sea_query::{Alias, Index, IntoIden};
@@ -22,6 +22,7 @@ impl MigratorTrait for Migrator {
                 name: "masking_m0003_org_tree",
                 table: ORG_TREE_TABLE,
             }),
+            Box::new(M0004Policies),
         ]
     }
 
@@ -61,6 +62,35 @@ impl MigrationTrait for M0002MaskedRecords {
                 .table(masked_record::Entity)
                 .col(masked_record::Column::Status)
                 .col(masked_record::Column::RecordId)
+                .to_owned(),
+        )
+        .await
+    }
+}
+
+/// The masking policy's versions and the re-identification log (issue 5 §2). The built-in
+/// version 1 is stored by [`crate::AppMasking::build`], not here: a migration only shapes.
+struct M0004Policies;
+
+impl MigrationName for M0004Policies {
+    fn name(&self) -> &str {
+        "masking_m0004_policies_reidentifications"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0004Policies {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        etx_storage::create_entity_table(m, masking_policy::Entity).await?;
+        etx_storage::create_entity_table(m, masking_reidentification::Entity).await?;
+        // A reader of one organisation subtree, newest first.
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("masking_reidentifications_org_id")
+                .table(masking_reidentification::Entity)
+                .col(masking_reidentification::Column::ActorOrg)
+                .col(masking_reidentification::Column::Id)
                 .to_owned(),
         )
         .await

@@ -155,6 +155,25 @@ impl MaskedStore {
     }
 
     /// A row as the view type, its payload opened.
+    /// The stored states of those of `record_ids` that have one, in one read per chunk
+    /// (reconciliation reads a whole batch this way).
+    ///
+    /// # Errors
+    /// As [`MaskedStore::masked`].
+    pub async fn masked_many(&self, record_ids: &[RecordId]) -> Result<Vec<MaskedRecord>, ReadError> {
+        let mut out = Vec::with_capacity(record_ids.len());
+        for chunk in record_ids.chunks(500) {
+            let rows = masked_record::Entity::find()
+                .filter(masked_record::Column::RecordId.is_in(chunk.iter().map(RecordId::as_uuid)))
+                .all(&self.db)
+                .await?;
+            for m in rows {
+                out.push(self.view(m).await?);
+            }
+        }
+        Ok(out)
+    }
+
     async fn view(&self, m: masked_record::Model) -> Result<MaskedRecord, ReadError> {
         let plain = match &m.payload {
             Some(sealed) => Some(

@@ -10,13 +10,24 @@ use sea_orm::DbErr;
 use sea_orm::sea_query::{Alias, Index, IntoIden};
 use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager};
 
+/// The table of reconciliation's replica of the organisation hierarchy (the HTTP API reads the
+/// conflicts, canonical records and completeness of a person's organisation subtree).
+pub const ORG_TREE_TABLE: &str = "reconciliation_org_tree";
+
 /// Reconciliation's migrator.
 #[derive(Debug)]
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(OutboxMigration), Box::new(M0002Reconciliation)]
+        vec![
+            Box::new(OutboxMigration),
+            Box::new(M0002Reconciliation),
+            Box::new(etx_storage::OrgTreeMigration {
+                name: "reconciliation_m0003_org_tree",
+                table: ORG_TREE_TABLE,
+            }),
+        ]
     }
 
     fn migration_table_name() -> sea_orm::DynIden {

@@ -20,8 +20,9 @@
 
 pub mod entities;
 pub mod migrations;
+pub mod queries;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
@@ -44,7 +45,7 @@ use etx_storage::{OutboxEntry, insert_outbox};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -178,6 +179,18 @@ struct SealedLink<'a> {
     payload: Vec<u8>,
     /// The sealed payloads of the contributions new in this change.
     fresh: HashMap<RecordId, Vec<u8>>,
+}
+
+/// Rows a save writes at its end, a few statements for many decisions (group commit): new
+/// canonical records, contributions, key index rows, conflicts and outcomes. Flushed before
+/// anything reads or changes what they would add (a link to a stored canonical record).
+#[derive(Default)]
+struct Deferred {
+    canonicals: Vec<canonical_record::ActiveModel>,
+    contributions: Vec<contribution::ActiveModel>,
+    keys: Vec<key_index::ActiveModel>,
+    conflicts: Vec<conflict::ActiveModel>,
+    outcomes: Vec<outcome::ActiveModel>,
 }
 
 impl SqlStore {
@@ -481,26 +494,34 @@ impl SqlStore {
     async fn lock(
         &self,
         txn: &DatabaseTransaction,
-        record: RecordId,
-        keys: Option<&KeySet>,
+        what: &[(RecordId, Option<&KeySet>)],
     ) -> Result<(), SaveError> {
         if txn.get_database_backend() != DbBackend::Postgres {
             return Ok(());
         }
-        let mut ids = vec![lock_id(1, record.as_uuid().as_bytes())];
-        if let Some(k) = keys {
-            ids.push(lock_id(2, k.source.as_bytes()));
-            if let Some(f) = k.fact {
-                ids.push(lock_id(3, f.as_bytes()));
+        let mut ids = Vec::with_capacity(what.len() * 3);
+        for (record, keys) in what {
+            ids.push(lock_id(1, record.as_uuid().as_bytes()));
+            if let Some(k) = keys {
+                ids.push(lock_id(2, k.source.as_bytes()));
+                if let Some(f) = k.fact {
+                    ids.push(lock_id(3, f.as_bytes()));
+                }
             }
         }
+        // One order for every writer: no two transactions wait for each other's locks.
         ids.sort_unstable();
         ids.dedup();
-        for id in ids {
-            txn.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_advisory_xact_lock($1)",
-                [id.into()],
+        for chunk in ids.chunks(500) {
+            // The ids are numbers this process computed, not input: written inline, taken in
+            // the order listed.
+            let values = chunk
+                .iter()
+                .map(|id| format!("({id})"))
+                .collect::<Vec<_>>()
+                .join(",");
+            txn.execute_unprepared(&format!(
+                "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM (VALUES {values}) AS v(k) ORDER BY k) AS s"
             ))
             .await
             .map_err(save_err)?;
@@ -508,19 +529,27 @@ impl SqlStore {
         Ok(())
     }
 
-    /// [`SaveError::AlreadyDecided`] when `record` has an outcome other than held.
-    async fn check_undecided(&self, txn: &DatabaseTransaction, record: RecordId) -> Result<(), SaveError> {
-        let kind: Option<String> = outcome::Entity::find_by_id(record.as_uuid())
-            .select_only()
-            .column(outcome::Column::Kind)
-            .into_tuple()
-            .one(txn)
-            .await
-            .map_err(save_err)?;
-        match kind {
-            Some(k) if k != DecisionKind::Held.as_str() => Err(SaveError::AlreadyDecided),
-            _ => Ok(()),
+    /// [`SaveError::AlreadyDecided`] when one of `records` has an outcome other than held.
+    async fn check_undecided(
+        &self,
+        txn: &DatabaseTransaction,
+        records: &[RecordId],
+    ) -> Result<(), SaveError> {
+        for chunk in records.chunks(self.chunk()) {
+            let decided: Option<Uuid> = outcome::Entity::find()
+                .select_only()
+                .column(outcome::Column::RecordId)
+                .filter(outcome::Column::RecordId.is_in(chunk.iter().map(RecordId::as_uuid)))
+                .filter(outcome::Column::Kind.ne(DecisionKind::Held.as_str()))
+                .into_tuple()
+                .one(txn)
+                .await
+                .map_err(save_err)?;
+            if decided.is_some() {
+                return Err(SaveError::AlreadyDecided);
+            }
         }
+        Ok(())
     }
 
     /// [`SaveError::Stale`] when a read-only approval covers `org`'s records of `category`
@@ -545,6 +574,62 @@ impl SqlStore {
             .map_err(save_err)?;
         if read_only.into_iter().any(|r| r) {
             return Err(SaveError::Stale);
+        }
+        Ok(())
+    }
+
+    /// [`Self::check_founding`] for every decision of a batch that founds a canonical record,
+    /// in one read when nothing holds their keys (the usual case); two foundings of one key in
+    /// the same batch are [`SaveError::Stale`] as well.
+    async fn check_foundings(
+        &self,
+        txn: &DatabaseTransaction,
+        decisions: &[Decision],
+    ) -> Result<(), SaveError> {
+        let mut founding: Vec<(RecordId, &KeySet)> = Vec::new();
+        for d in decisions {
+            if let Some(l) = d.linked()
+                && l.previous.is_none()
+            {
+                let record = d.record_id();
+                let Some(c) = l.canonical.contribution(record) else {
+                    return Err(SaveError::Unknown(anyhow!(
+                        "the link of record {record} does not contain it"
+                    )));
+                };
+                founding.push((record, &c.keys));
+            }
+        }
+        if founding.is_empty() {
+            return Ok(());
+        }
+        let mut wanted: HashMap<String, usize> = HashMap::new();
+        for (i, (_, keys)) in founding.iter().enumerate() {
+            let mut own = vec![keys.source.to_string()];
+            own.extend(keys.fact.map(|f| f.to_string()));
+            for k in own {
+                if wanted.insert(k, i).is_some() {
+                    return Err(SaveError::Stale);
+                }
+            }
+        }
+        let all: Vec<String> = wanted.keys().cloned().collect();
+        let mut held: BTreeSet<usize> = BTreeSet::new();
+        for chunk in all.chunks(self.chunk()) {
+            let found: Vec<String> = key_index::Entity::find()
+                .select_only()
+                .column(key_index::Column::Key)
+                .filter(key_index::Column::Key.is_in(chunk.iter().cloned()))
+                .into_tuple()
+                .all(txn)
+                .await
+                .map_err(save_err)?;
+            held.extend(found.iter().filter_map(|k| wanted.get(k).copied()));
+        }
+        // Rare: a key is held; the full check knows which holders a rejection allows.
+        for i in held {
+            let (record, keys) = founding[i];
+            self.check_founding(txn, record, keys).await?;
         }
         Ok(())
     }
@@ -601,12 +686,15 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Writes a canonical record's new state (see [`ReconciliationStore::save_decision`]).
+    /// Writes a canonical record's new state (see [`ReconciliationStore::save_decision`]):
+    /// changes of stored rows at once, new rows into `deferred` (flush it before the
+    /// transaction reads or changes them).
     async fn write_link(
         &self,
         txn: &DatabaseTransaction,
         link: &SealedLink<'_>,
         now: DateTime<Utc>,
+        deferred: &mut Deferred,
     ) -> Result<(), SaveError> {
         let c = link.canonical;
         let new_id = c.id.as_uuid();
@@ -704,12 +792,7 @@ impl SqlStore {
                     .map_err(save_err)?;
                 existing.extend(self.stored_contributions(txn, p.id).await?);
             }
-            None => {
-                canonical_record::Entity::insert(row)
-                    .exec_without_returning(txn)
-                    .await
-                    .map_err(|e| conflict_or(e, SaveError::Stale))?;
-            }
+            None => deferred.canonicals.push(row),
         }
 
         let mut inserts = Vec::new();
@@ -762,17 +845,46 @@ impl SqlStore {
             // The stored record holds contributions the decision did not see.
             return Err(SaveError::Stale);
         }
-        for chunk in inserts.chunks(32) {
+        deferred.contributions.extend(inserts);
+        deferred.keys.extend(keys);
+        Ok(())
+    }
+
+    /// Writes what `deferred` holds, a few rows per statement, and empties it. A row that
+    /// exists already means another writer got there first: [`SaveError::Stale`] (for a
+    /// conflict: [`SaveError::AlreadyDecided`]).
+    async fn flush(&self, txn: &DatabaseTransaction, deferred: &mut Deferred) -> Result<(), SaveError> {
+        let stale = |e| conflict_or(e, SaveError::Stale);
+        for chunk in std::mem::take(&mut deferred.canonicals).chunks(64) {
+            canonical_record::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(txn)
+                .await
+                .map_err(stale)?;
+        }
+        for chunk in std::mem::take(&mut deferred.contributions).chunks(32) {
             contribution::Entity::insert_many(chunk.to_vec())
                 .exec_without_returning(txn)
                 .await
-                .map_err(|e| conflict_or(e, SaveError::Stale))?;
+                .map_err(stale)?;
         }
-        for chunk in keys.chunks(200) {
+        for chunk in std::mem::take(&mut deferred.keys).chunks(200) {
             key_index::Entity::insert_many(chunk.to_vec())
                 .exec_without_returning(txn)
                 .await
-                .map_err(|e| conflict_or(e, SaveError::Stale))?;
+                .map_err(stale)?;
+        }
+        for chunk in std::mem::take(&mut deferred.conflicts).chunks(64) {
+            conflict::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(txn)
+                .await
+                .map_err(|e| conflict_or(e, SaveError::AlreadyDecided))?;
+        }
+        for chunk in std::mem::take(&mut deferred.outcomes).chunks(64) {
+            outcome::Entity::insert_many(chunk.to_vec())
+                .on_conflict(outcome_upsert())
+                .exec_without_returning(txn)
+                .await
+                .map_err(save_err)?;
         }
         Ok(())
     }
@@ -825,32 +937,18 @@ impl SqlStore {
         priority: Priority,
         now: DateTime<Utc>,
     ) -> Result<(), SaveError> {
-        let row = outcome::ActiveModel {
-            record_id: Set(summary.record_id.as_uuid()),
-            kind: Set(summary.kind.as_str().to_owned()),
-            canonical_id: Set(summary.canonical.map(|c| c.as_uuid())),
-            conflict_id: Set(summary.conflict.map(|c| c.as_uuid())),
-            org_id: Set(source.org_id.as_uuid()),
-            category: Set(category.as_str().to_owned()),
-            period: Set(period.to_string()),
-            received_at: Set(received_at),
-            decided_at: Set(now),
-            held_scope: Set(held_scope),
-            priority: Set(i16::from(priority.rank())),
-        };
+        let row = outcome_row(
+            summary,
+            source,
+            category,
+            period,
+            received_at,
+            held_scope,
+            priority,
+            now,
+        );
         outcome::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(outcome::Column::RecordId)
-                    .update_columns([
-                        outcome::Column::Kind,
-                        outcome::Column::CanonicalId,
-                        outcome::Column::ConflictId,
-                        outcome::Column::DecidedAt,
-                        outcome::Column::HeldScope,
-                        outcome::Column::Priority,
-                    ])
-                    .to_owned(),
-            )
+            .on_conflict(outcome_upsert())
             .exec_without_returning(txn)
             .await
             .map_err(save_err)?;
@@ -861,6 +959,59 @@ impl SqlStore {
         insert_outbox(&txn, outbox).await.map_err(save_err)?;
         txn.commit().await.map_err(save_err)
     }
+}
+
+/// A remembered rejection as stored.
+fn rejected_pair(r: rejection::Model) -> Result<RejectedPair, StoreError> {
+    Ok(RejectedPair {
+        record_id: RecordId::from_uuid(r.record_id),
+        source_key: SourceKey::parse(&r.source_key).map_err(|e| StoreError::Unknown(e.into()))?,
+        canonical: CanonicalId::from_uuid(r.canonical_id),
+        conflict: ConflictId::from_uuid(r.conflict_id),
+        by: UserId::from_uuid(r.by_user),
+        at: r.at,
+    })
+}
+
+/// A record's outcome row.
+#[allow(clippy::too_many_arguments)]
+fn outcome_row(
+    summary: DecisionSummary,
+    source: &SourceRef,
+    category: Category,
+    period: Period,
+    received_at: DateTime<Utc>,
+    held_scope: Option<String>,
+    priority: Priority,
+    now: DateTime<Utc>,
+) -> outcome::ActiveModel {
+    outcome::ActiveModel {
+        record_id: Set(summary.record_id.as_uuid()),
+        kind: Set(summary.kind.as_str().to_owned()),
+        canonical_id: Set(summary.canonical.map(|c| c.as_uuid())),
+        conflict_id: Set(summary.conflict.map(|c| c.as_uuid())),
+        org_id: Set(source.org_id.as_uuid()),
+        category: Set(category.as_str().to_owned()),
+        period: Set(period.to_string()),
+        received_at: Set(received_at),
+        decided_at: Set(now),
+        held_scope: Set(held_scope),
+        priority: Set(i16::from(priority.rank())),
+    }
+}
+
+/// An outcome replaces the record's held one.
+fn outcome_upsert() -> OnConflict {
+    OnConflict::column(outcome::Column::RecordId)
+        .update_columns([
+            outcome::Column::Kind,
+            outcome::Column::CanonicalId,
+            outcome::Column::ConflictId,
+            outcome::Column::DecidedAt,
+            outcome::Column::HeldScope,
+            outcome::Column::Priority,
+        ])
+        .to_owned()
 }
 
 fn contribution_row(
@@ -934,6 +1085,56 @@ impl ReconciliationStore for SqlStore {
         }))
     }
 
+    async fn outcomes(&self, records: &[RecordId]) -> Result<HashMap<RecordId, DecisionSummary>, StoreError> {
+        let mut out = HashMap::with_capacity(records.len());
+        for chunk in records.chunks(self.chunk()) {
+            let rows: Vec<(Uuid, String, Option<Uuid>, Option<Uuid>)> = outcome::Entity::find()
+                .select_only()
+                .column(outcome::Column::RecordId)
+                .column(outcome::Column::Kind)
+                .column(outcome::Column::CanonicalId)
+                .column(outcome::Column::ConflictId)
+                .filter(outcome::Column::RecordId.is_in(chunk.iter().map(RecordId::as_uuid)))
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .map_err(read_err)?;
+            for (id, kind, canonical, conflict) in rows {
+                let record_id = RecordId::from_uuid(id);
+                out.insert(
+                    record_id,
+                    DecisionSummary {
+                        record_id,
+                        kind: from_code(&kind, "decision kind").map_err(StoreError::Unknown)?,
+                        canonical: canonical.map(CanonicalId::from_uuid),
+                        conflict: conflict.map(ConflictId::from_uuid),
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every source-key and fact-key match of the batch in one lookup; blocking keys query by
+    /// query (each capped at [`MAX_BLOCK_CANDIDATES`], as [`Self::candidates`]).
+    async fn candidates_for(&self, queries: &[CandidateQuery]) -> Result<Vec<CanonicalRecord>, StoreError> {
+        let mut exact: Vec<String> = Vec::with_capacity(queries.len() * 2);
+        for q in queries {
+            exact.push(q.source_key.to_string());
+            exact.extend(q.fact_key.map(|f| f.to_string()));
+        }
+        let mut ids: BTreeSet<Uuid> = BTreeSet::new();
+        for chunk in exact.chunks(self.chunk()) {
+            ids.extend(self.holders(chunk, None).await?);
+        }
+        for q in queries.iter().filter(|q| !q.blocking_keys.is_empty()) {
+            let blocking: Vec<String> = q.blocking_keys.iter().map(ToString::to_string).collect();
+            ids.extend(self.holders(&blocking, Some(MAX_BLOCK_CANDIDATES)).await?);
+        }
+        let ids: Vec<Uuid> = ids.into_iter().collect();
+        self.load_live(&ids, None).await
+    }
+
     async fn candidates(&self, query: &CandidateQuery) -> Result<Vec<CanonicalRecord>, StoreError> {
         let mut exact = vec![query.source_key.to_string()];
         exact.extend(query.fact_key.map(|f| f.to_string()));
@@ -944,138 +1145,177 @@ impl ReconciliationStore for SqlStore {
         self.load_live(&ids, Some((query.category, query.period))).await
     }
 
-    #[tracing::instrument(name = "save_decision", skip_all, fields(record = %decision.record_id(), decision = decision.kind().as_str()))]
     async fn save_decision(&self, decision: &Decision) -> Result<(), SaveError> {
-        let record = decision.record_id();
+        self.save_decisions(std::slice::from_ref(decision)).await
+    }
+
+    /// All in one transaction (group commit): the locks of every record and key taken at once
+    /// in one order, the final outcomes and foundings checked in one read each, new rows
+    /// written a few statements at a time — a link to a stored canonical record flushes them
+    /// first, so it sees what the batch wrote before it.
+    #[tracing::instrument(name = "save_decisions", skip_all, fields(decisions = decisions.len()))]
+    async fn save_decisions(&self, decisions: &[Decision]) -> Result<(), SaveError> {
+        if decisions.is_empty() {
+            return Ok(());
+        }
         let now = Utc::now();
-        let sealed = match decision.linked() {
-            Some(l) => Some(
-                self.seal_link(&l.canonical, l.previous, &[record])
+        // Sealing (the vault) happens before the transaction, which then only writes.
+        let mut sealed = Vec::with_capacity(decisions.len());
+        for decision in decisions {
+            let record = decision.record_id();
+            let link = match decision.linked() {
+                Some(l) => Some(
+                    self.seal_link(&l.canonical, l.previous, &[record])
+                        .await
+                        .map_err(SaveError::Unknown)?,
+                ),
+                None => None,
+            };
+            let conflict = match decision {
+                Decision::Conflict(c) => Some(
+                    self.seal(
+                        CONFLICT_SEAL,
+                        c.id.as_uuid(),
+                        &serde_json::to_value(&**c).map_err(|e| SaveError::Unknown(e.into()))?,
+                    )
                     .await
                     .map_err(SaveError::Unknown)?,
-            ),
-            None => None,
-        };
-        let sealed_conflict = match decision {
-            Decision::Conflict(c) => Some(
-                self.seal(
-                    CONFLICT_SEAL,
-                    c.id.as_uuid(),
-                    &serde_json::to_value(&**c).map_err(|e| SaveError::Unknown(e.into()))?,
-                )
-                .await
-                .map_err(SaveError::Unknown)?,
-            ),
-            _ => None,
-        };
-        let keys = match decision {
-            Decision::Conflict(c) => Some(&c.incoming.keys),
-            _ => decision
-                .linked()
-                .and_then(|l| l.canonical.contribution(record))
-                .map(|c| &c.keys),
-        };
+                ),
+                _ => None,
+            };
+            sealed.push((link, conflict));
+        }
+        let keyed: Vec<(RecordId, Option<&KeySet>)> = decisions
+            .iter()
+            .map(|d| {
+                let record = d.record_id();
+                let keys = match d {
+                    Decision::Conflict(c) => Some(&c.incoming.keys),
+                    _ => d
+                        .linked()
+                        .and_then(|l| l.canonical.contribution(record))
+                        .map(|c| &c.keys),
+                };
+                (record, keys)
+            })
+            .collect();
+        let records: Vec<RecordId> = keyed.iter().map(|(r, _)| *r).collect();
 
+        let t0 = std::time::Instant::now();
         let txn = etx_storage::begin_write(&self.db).await.map_err(save_err)?;
-        self.lock(&txn, record, keys).await?;
-        self.check_undecided(&txn, record).await?;
-        let summary = decision.summary();
-        let mut outbox = Vec::new();
-        match decision {
-            Decision::Held(h) => {
-                self.put_outcome(
-                    &txn,
-                    summary,
-                    &h.source,
-                    h.key.category,
-                    h.key.period,
-                    h.received_at,
-                    Some(scope_code(h.key.scope)),
-                    self.priority,
-                    now,
-                )
-                .await?;
-            }
-            Decision::Conflict(c) => {
-                let inc = &c.incoming;
-                self.check_writable(&txn, inc.source.org_id, c.category, c.period)
-                    .await?;
-                let body = sealed_conflict.unwrap_or_default();
-                let row = conflict::ActiveModel {
-                    id: Set(c.id.as_uuid()),
-                    category: Set(c.category.as_str().to_owned()),
-                    period: Set(c.period.to_string()),
-                    org_id: Set(inc.source.org_id.as_uuid()),
-                    reason: Set(c.reason.as_str().to_owned()),
-                    status: Set("open".to_owned()),
-                    target_id: Set(c.target.id.as_uuid()),
-                    opened_at: Set(c.opened_at),
-                    resolved_at: Set(None),
-                    priority: Set(i16::from(self.priority.rank())),
-                    body: Set(body),
-                };
-                conflict::Entity::insert(row)
-                    .exec_without_returning(&txn)
-                    .await
-                    .map_err(|e| conflict_or(e, SaveError::AlreadyDecided))?;
-                self.put_outcome(
-                    &txn,
-                    summary,
-                    &inc.source,
-                    c.category,
-                    c.period,
-                    inc.received_at,
-                    None,
-                    self.priority,
-                    now,
-                )
-                .await?;
-                outbox.push(messages::conflict_opened(c, self.priority));
-            }
-            Decision::Duplicate(l)
-            | Decision::Revision(l)
-            | Decision::Superseded(l)
-            | Decision::NewCanonical(l)
-            | Decision::Merge(l) => {
-                let Some((link, contribution)) = sealed.as_ref().zip(l.canonical.contribution(record)) else {
-                    return Err(SaveError::Unknown(anyhow!(
-                        "the link of record {record} does not contain it"
-                    )));
-                };
-                self.check_writable(
-                    &txn,
-                    contribution.source.org_id,
-                    l.canonical.category,
-                    l.canonical.period,
-                )
-                .await?;
-                if l.previous.is_none() {
-                    self.check_founding(&txn, record, &contribution.keys).await?;
+        let t_begin = t0.elapsed().as_millis();
+        self.lock(&txn, &keyed).await?;
+        let t_lock = t0.elapsed().as_millis();
+        self.check_undecided(&txn, &records).await?;
+        self.check_foundings(&txn, decisions).await?;
+        let t_checks = t0.elapsed().as_millis();
+        let mut writable: HashSet<(OrgId, Category, Period)> = HashSet::new();
+        let mut deferred = Deferred::default();
+        let mut outbox = Vec::with_capacity(decisions.len());
+        for (decision, (link, sealed_conflict)) in decisions.iter().zip(sealed) {
+            let record = decision.record_id();
+            let summary = decision.summary();
+            match decision {
+                Decision::Held(h) => {
+                    deferred.outcomes.push(outcome_row(
+                        summary,
+                        &h.source,
+                        h.key.category,
+                        h.key.period,
+                        h.received_at,
+                        Some(scope_code(h.key.scope)),
+                        self.priority,
+                        now,
+                    ));
                 }
-                self.write_link(&txn, link, now).await?;
-                self.put_outcome(
-                    &txn,
-                    summary,
-                    &contribution.source,
-                    l.canonical.category,
-                    l.canonical.period,
-                    contribution.received_at,
-                    None,
-                    self.priority,
-                    now,
-                )
-                .await?;
-                outbox.push(messages::accepted(
-                    record,
-                    decision.kind(),
-                    &l.canonical,
-                    l.retired(),
-                    None,
-                    self.priority,
-                ));
+                Decision::Conflict(c) => {
+                    let inc = &c.incoming;
+                    if writable.insert((inc.source.org_id, c.category, c.period)) {
+                        self.check_writable(&txn, inc.source.org_id, c.category, c.period)
+                            .await?;
+                    }
+                    deferred.conflicts.push(conflict::ActiveModel {
+                        id: Set(c.id.as_uuid()),
+                        category: Set(c.category.as_str().to_owned()),
+                        period: Set(c.period.to_string()),
+                        org_id: Set(inc.source.org_id.as_uuid()),
+                        reason: Set(c.reason.as_str().to_owned()),
+                        status: Set("open".to_owned()),
+                        target_id: Set(c.target.id.as_uuid()),
+                        opened_at: Set(c.opened_at),
+                        resolved_at: Set(None),
+                        priority: Set(i16::from(self.priority.rank())),
+                        body: Set(sealed_conflict.unwrap_or_default()),
+                    });
+                    deferred.outcomes.push(outcome_row(
+                        summary,
+                        &inc.source,
+                        c.category,
+                        c.period,
+                        inc.received_at,
+                        None,
+                        self.priority,
+                        now,
+                    ));
+                    outbox.push(messages::conflict_opened(c, self.priority));
+                }
+                Decision::Duplicate(l)
+                | Decision::Revision(l)
+                | Decision::Superseded(l)
+                | Decision::NewCanonical(l)
+                | Decision::Merge(l) => {
+                    let Some((link, contribution)) = link.as_ref().zip(l.canonical.contribution(record))
+                    else {
+                        return Err(SaveError::Unknown(anyhow!(
+                            "the link of record {record} does not contain it"
+                        )));
+                    };
+                    let org = contribution.source.org_id;
+                    if writable.insert((org, l.canonical.category, l.canonical.period)) {
+                        self.check_writable(&txn, org, l.canonical.category, l.canonical.period)
+                            .await?;
+                    }
+                    if l.previous.is_some() {
+                        // It reads and changes stored rows: what the batch wrote before it
+                        // must be there.
+                        self.flush(&txn, &mut deferred).await?;
+                    }
+                    self.write_link(&txn, link, now, &mut deferred).await?;
+                    deferred.outcomes.push(outcome_row(
+                        summary,
+                        &contribution.source,
+                        l.canonical.category,
+                        l.canonical.period,
+                        contribution.received_at,
+                        None,
+                        self.priority,
+                        now,
+                    ));
+                    outbox.push(messages::accepted(
+                        record,
+                        decision.kind(),
+                        &l.canonical,
+                        l.retired(),
+                        None,
+                        self.priority,
+                    ));
+                }
             }
         }
-        self.commit(txn, outbox).await
+        let t_loop = t0.elapsed().as_millis();
+        self.flush(&txn, &mut deferred).await?;
+        let t_flush = t0.elapsed().as_millis();
+        self.commit(txn, outbox).await?;
+        tracing::debug!(
+            t_begin,
+            t_lock,
+            t_checks,
+            t_loop,
+            t_flush,
+            t_commit = t0.elapsed().as_millis(),
+            "save timings"
+        );
+        Ok(())
     }
 
     async fn canonical(&self, id: CanonicalId) -> Result<Option<CanonicalRecord>, StoreError> {
@@ -1193,7 +1433,7 @@ impl ConflictStore for SqlStore {
             .map_err(SaveError::Unknown)?;
 
         let txn = etx_storage::begin_write(&self.db).await.map_err(save_err)?;
-        self.lock(&txn, record, Some(&inc.keys)).await?;
+        self.lock(&txn, &[(record, Some(&inc.keys))]).await?;
         let priority: Option<i16> = conflict::Entity::find_by_id(c.id.as_uuid())
             .select_only()
             .column(conflict::Column::Priority)
@@ -1223,7 +1463,9 @@ impl ConflictStore for SqlStore {
         }
         self.check_writable(&txn, inc.source.org_id, c.category, c.period)
             .await?;
-        self.write_link(&txn, &link, now).await?;
+        let mut deferred = Deferred::default();
+        self.write_link(&txn, &link, now, &mut deferred).await?;
+        self.flush(&txn, &mut deferred).await?;
         if let Some(r) = &resolved.rejection {
             rejection::Entity::insert(rejection::ActiveModel {
                 conflict_id: Set(r.conflict.as_uuid()),
@@ -1292,18 +1534,44 @@ impl DecisionMemory for SqlStore {
             .all(&self.db)
             .await
             .map_err(read_err)?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(RejectedPair {
-                    record_id: RecordId::from_uuid(r.record_id),
-                    source_key: SourceKey::parse(&r.source_key).map_err(|e| StoreError::Unknown(e.into()))?,
-                    canonical: CanonicalId::from_uuid(r.canonical_id),
-                    conflict: ConflictId::from_uuid(r.conflict_id),
-                    by: UserId::from_uuid(r.by_user),
-                    at: r.at,
-                })
+        rows.into_iter().map(rejected_pair).collect()
+    }
+
+    async fn rejections_of(
+        &self,
+        pairs: &[(RecordId, SourceKey)],
+    ) -> Result<Vec<Vec<RejectedPair>>, StoreError> {
+        let mut found: Vec<RejectedPair> = Vec::new();
+        for chunk in pairs.chunks(self.chunk() / 2) {
+            let rows = rejection::Entity::find()
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(rejection::Column::RecordId.is_in(chunk.iter().map(|(r, _)| r.as_uuid())))
+                        .add(rejection::Column::SourceKey.is_in(chunk.iter().map(|(_, k)| k.to_string()))),
+                )
+                .order_by_asc(rejection::Column::At)
+                .order_by_asc(rejection::Column::ConflictId)
+                .all(&self.db)
+                .await
+                .map_err(read_err)?;
+            for r in rows {
+                let pair = rejected_pair(r)?;
+                if !found.contains(&pair) {
+                    found.push(pair);
+                }
+            }
+        }
+        found.sort_by_key(|r| (r.at, r.conflict));
+        Ok(pairs
+            .iter()
+            .map(|(record, key)| {
+                found
+                    .iter()
+                    .filter(|r| r.record_id == *record || r.source_key == *key)
+                    .cloned()
+                    .collect()
             })
-            .collect()
+            .collect())
     }
 }
 
