@@ -260,10 +260,13 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
         let module = etx_masking::AppMasking::build(db.clone(), source, masker, vault, Some(outbox.handle()))
             .await
             .context("cannot start the masking stage")?;
-        consumers.push(module.spawn_consumer(
-            queue.clone(),
-            etx_queue::ConsumerConfig::new(etx_masking::RECORDS_RECEIVED, etx_masking::GROUP),
-        ));
+        consumers.push(
+            module.spawn_consumer(
+                queue.clone(),
+                etx_queue::ConsumerConfig::new(etx_masking::RECORDS_RECEIVED, etx_masking::GROUP)
+                    .with_batch_size(cfg.queue.batch_size.clamp(1, 5000)),
+            ),
+        );
         // Masking's replica of the hierarchy: held records are listed by subtree.
         let orgs = etx_masking::org_replica(&db);
         consumers.push(etx_queue::Consumer::spawn(
@@ -315,10 +318,13 @@ pub async fn build(cfg: &Config, targets: &BTreeSet<String>) -> anyhow::Result<R
         )
         .await
         .context("cannot start the reconciliation stage")?;
-        consumers.push(module.spawn_consumer(
-            queue.clone(),
-            etx_queue::ConsumerConfig::new(etx_reconciliation::RECORDS_MASKED, etx_reconciliation::GROUP),
-        ));
+        consumers.push(
+            module.spawn_consumer(
+                queue.clone(),
+                etx_queue::ConsumerConfig::new(etx_reconciliation::RECORDS_MASKED, etx_reconciliation::GROUP)
+                    .with_batch_size(cfg.queue.batch_size.clamp(1, 5000)),
+            ),
+        );
         // Reconciliation's replica of the hierarchy: its API reads by organisation subtree.
         let orgs = etx_reconciliation::org_replica(&db);
         consumers.push(etx_queue::Consumer::spawn(

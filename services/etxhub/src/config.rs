@@ -383,6 +383,9 @@ pub struct QueueCfg {
     pub redis_url: Secret,
     /// Prefix of every Redis key.
     pub key_prefix: String,
+    /// Most messages a pipeline stage (masking, reconciliation) takes per batch; each batch
+    /// is stored in one transaction (1–5000).
+    pub batch_size: usize,
 }
 
 /// `[tls]`

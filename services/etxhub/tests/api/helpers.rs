@@ -7,6 +7,8 @@ use etx_storage::testing::{TestDb, redis_url};
 use etxhub::config::Config;
 use sea_orm::{ConnectionTrait, Statement};
 
+use crate::users::{Session, call};
+
 /// A running app for one test.
 pub struct TestApp {
     pub base: String,
@@ -189,6 +191,115 @@ pub fn stats_record(value: f64, key: Option<&str>) -> serde_json::Value {
         r["idempotency_key"] = serde_json::json!(k);
     }
     r
+}
+
+/// A workforce record registering an expert, with personal data (a citizen id, a phone
+/// number) in `form` (`raw` or `masked`).
+pub fn expert_record(citizen_id: &str, phone: &str, form: &str, key: &str) -> serde_json::Value {
+    serde_json::json!({
+        "category": "workforce",
+        "schema_version": 1,
+        "period": "2026-10-05",
+        "classification": "confidential",
+        "priority": "normal",
+        "form": form,
+        "idempotency_key": key,
+        "payload": {
+            "activity_type": "expert_registry",
+            "title": "Đăng ký chuyên gia tư vấn về an toàn giao dịch điện tử",
+            "organiser": "Cục Chuyển đổi số quốc gia",
+            "start_date": "2026-10-05",
+            "location_province_code": "79",
+            "expert": {
+                "full_name": "Nguyễn Thị Minh Thư",
+                "citizen_id": citizen_id,
+                "email": "thu.nguyen@example.vn",
+                "phone": phone,
+                "specialisation": "An toàn thông tin và chữ ký số",
+                "qualification": "master",
+                "organisation": "Viện Công nghệ số (giả định)",
+                "years_of_experience": 12
+            }
+        }
+    })
+}
+
+/// Submits `body` as the first source, asserts `202 Accepted` and returns the first record id.
+pub async fn submit_record(app: &TestApp, body: &serde_json::Value) -> String {
+    let r = app.submit_json(body).await;
+    let status = r.status();
+    let receipt: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, 202, "{receipt}");
+    receipt["record_ids"][0].as_str().unwrap().to_owned()
+}
+
+/// The organisation id of an API key's source.
+pub async fn org_id_of(app: &TestApp, key: &str) -> String {
+    let me: serde_json::Value = app
+        .get("/api/v1/organisations/me", key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    me["id"].as_str().unwrap().to_owned()
+}
+
+/// The reconciliation stage's outcome of `record` (kind, canonical id): waits (up to 30 s).
+pub async fn reconciliation_outcome(app: &TestApp, record: &str) -> (String, Option<uuid::Uuid>) {
+    let db = app.app_db().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let id = uuid::Uuid::parse_str(record).unwrap();
+    loop {
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                "SELECT kind, canonical_id FROM rec_outcomes WHERE record_id = $1",
+                [id.into()],
+            ))
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            return (
+                row.try_get("", "kind").unwrap(),
+                row.try_get("", "canonical_id").unwrap(),
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "record {record} was never reconciled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Calls the API as a signed-in person (with the CSRF token, but for a `GET`); returns the
+/// status and the JSON body (`null` when there is none).
+pub async fn send_as(
+    app: &TestApp,
+    who: &Session,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let csrf = method != reqwest::Method::GET;
+    let r = call(app, method, path, who, body, csrf).await;
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// GETs a path as a signed-in person; returns the status and the JSON body.
+pub async fn get_as(app: &TestApp, who: &Session, path: &str) -> (u16, serde_json::Value) {
+    send_as(app, who, reqwest::Method::GET, path, None).await
+}
+
+/// Asserts an answer's status and, for an error, its problem `code`.
+#[track_caller]
+pub fn assert_code(status: u16, problem: &serde_json::Value, (want, code): (u16, &str)) {
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (want, Some(code)),
+        "{problem}"
+    );
 }
 
 /// Generates one test per backend. With `with = setup`, the app comes from

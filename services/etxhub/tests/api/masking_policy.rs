@@ -21,41 +21,9 @@ use std::time::Duration;
 
 const CCCD: &str = "079190000123";
 
+/// An expert registration in clear, carrying [`CCCD`].
 fn expert(key: &str) -> Value {
-    json!({
-        "category": "workforce",
-        "schema_version": 1,
-        "period": "2026-10-05",
-        "classification": "confidential",
-        "priority": "normal",
-        "form": "raw",
-        "idempotency_key": key,
-        "payload": {
-            "activity_type": "expert_registry",
-            "title": "Đăng ký chuyên gia tư vấn về an toàn giao dịch điện tử",
-            "organiser": "Cục Chuyển đổi số quốc gia",
-            "start_date": "2026-10-05",
-            "location_province_code": "79",
-            "expert": {
-                "full_name": "Nguyễn Thị Minh Thư",
-                "citizen_id": CCCD,
-                "email": "thu.nguyen@example.vn",
-                "phone": "0912345678",
-                "specialisation": "An toàn thông tin và chữ ký số",
-                "qualification": "master",
-                "organisation": "Viện Công nghệ số (giả định)",
-                "years_of_experience": 12
-            }
-        }
-    })
-}
-
-async fn submit(app: &TestApp, body: &Value) -> String {
-    let r = app.submit_json(body).await;
-    let status = r.status();
-    let receipt: Value = r.json().await.unwrap();
-    assert_eq!(status, 202, "{receipt}");
-    receipt["record_ids"][0].as_str().unwrap().to_owned()
+    expert_record(CCCD, "0912345678", "raw", key)
 }
 
 /// The masking stage's copy of `record`, its payload opened with the hub's data keys: waits
@@ -109,12 +77,6 @@ fn phone_keeps_2(version: u32) -> Value {
     })
 }
 
-async fn send(app: &TestApp, who: &Session, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let r = call(app, method, path, who, body, true).await;
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 /// Audit entries of `kind` and `action` (waits up to 10 s for at least one).
 async fn audited(app: &TestApp, kind: &str, action: &str) -> Vec<audit_log::Model> {
     for _ in 0..200 {
@@ -134,6 +96,33 @@ async fn audited(app: &TestApp, kind: &str, action: &str) -> Vec<audit_log::Mode
     panic!("no {kind} entry {action} in the audit log");
 }
 
+/// Asserts that the audit log holds an entry of `kind` and `action` with `status` by `subject`.
+async fn assert_audited(app: &TestApp, (kind, action): (&str, &str), status: i32, subject: &str) {
+    let entries = audited(app, kind, action).await;
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.status == Some(status) && e.subject == subject),
+        "{entries:?}"
+    );
+}
+
+/// POSTs `body` as is (declared JSON) to publish a policy as a signed-in person; returns the
+/// status.
+async fn publish_raw(app: &TestApp, who: &Session, body: String) -> u16 {
+    app.client
+        .post(app.url("/api/v1/masking/policies"))
+        .header("cookie", &who.cookie)
+        .header("x-csrf-token", &who.csrf)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 both_backends!(
     a_published_version_masks_later_records_and_earlier_ones_keep_theirs,
     |app: TestApp| async move {
@@ -144,21 +133,14 @@ both_backends!(
             enrolled(&app, "SO-KHCN-HCM", "an.ninh.tinh", roles::SECURITY_OFFICER).await;
 
         // Version 1 is the built-in policy; an operator reads it.
-        let (status, current) = send(
-            &app,
-            &operator,
-            Method::GET,
-            "/api/v1/masking/policies/current",
-            None,
-        )
-        .await;
+        let (status, current) = get_as(&app, &operator, "/api/v1/masking/policies/current").await;
         assert_eq!(status, 200, "{current}");
         assert_eq!(current["version"], 1);
         assert_eq!(current["created_by"], "system");
         assert_eq!(current["current"], true);
         let builtin: Value = serde_json::from_str(etx_masking_core::BUILTIN_POLICY).unwrap();
         assert_eq!(current["document"], builtin);
-        let before = submit(&app, &expert("policy-before")).await;
+        let before = submit_record(&app, &expert("policy-before")).await;
         let m = masked_copy(&app, &before).await;
         assert_eq!(m.policy_version, 1);
         assert_eq!(m.payload.as_ref().unwrap()["expert"]["phone"], "*******678");
@@ -166,7 +148,7 @@ both_backends!(
         // Reading is not publishing; a province's security officer may not change the
         // national policy; a connected system may do neither.
         for who in [&operator, &officer] {
-            let (status, body) = send(
+            let (status, body) = send_as(
                 &app,
                 who,
                 Method::POST,
@@ -174,11 +156,7 @@ both_backends!(
                 Some(phone_keeps_2(2)),
             )
             .await;
-            assert_eq!(
-                (status, body["code"].as_str()),
-                (403, Some("forbidden")),
-                "{body}"
-            );
+            assert_code(status, &body, (403, "forbidden"));
         }
         let r = app
             .client
@@ -195,7 +173,7 @@ both_backends!(
         );
 
         // The dry run: valid as version 2, nothing stored.
-        let (status, body) = send(
+        let (status, body) = send_as(
             &app,
             &officer,
             Method::POST,
@@ -228,7 +206,7 @@ both_backends!(
 
         // Two editors from version 1: the second is told the current version.
         for stale in [2, 5] {
-            let (status, body) = send(
+            let (status, body) = send_as(
                 &app,
                 &admin,
                 Method::POST,
@@ -236,11 +214,7 @@ both_backends!(
                 Some(phone_keeps_2(stale)),
             )
             .await;
-            assert_eq!(
-                (status, body["code"].as_str()),
-                (409, Some("already_exists")),
-                "{body}"
-            );
+            assert_code(status, &body, (409, "already_exists"));
             assert!(
                 body["detail"]
                     .as_str()
@@ -252,7 +226,7 @@ both_backends!(
         }
 
         // Records received from now on are masked with version 2; the earlier one keeps 1.
-        let after = submit(&app, &expert("policy-after")).await;
+        let after = submit_record(&app, &expert("policy-after")).await;
         let m2 = masked_copy(&app, &after).await;
         assert_eq!(m2.policy_version, 2);
         assert_eq!(m2.payload.as_ref().unwrap()["expert"]["phone"], "********78");
@@ -260,7 +234,7 @@ both_backends!(
         assert_eq!((m1.policy_version, &m1.payload), (1, &m.payload));
 
         // The versions, newest first; one version; none such.
-        let (status, list) = send(&app, &operator, Method::GET, "/api/v1/masking/policies", None).await;
+        let (status, list) = get_as(&app, &operator, "/api/v1/masking/policies").await;
         assert_eq!(status, 200, "{list}");
         assert_eq!(list["current_version"], 2);
         let versions: Vec<(u64, bool)> = list["versions"]
@@ -271,24 +245,25 @@ both_backends!(
             .collect();
         assert_eq!(versions, [(2, true), (1, false)]);
         assert!(list["versions"][0].get("document").is_none(), "metadata only");
-        let (status, v1) = send(&app, &operator, Method::GET, "/api/v1/masking/policies/1", None).await;
+        let (status, v1) = get_as(&app, &operator, "/api/v1/masking/policies/1").await;
         assert_eq!(
             (status, &v1["document"], &v1["current"]),
             (200, &builtin, &json!(false))
         );
-        let (status, body) = send(&app, &operator, Method::GET, "/api/v1/masking/policies/9", None).await;
-        assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
-        let (status, body) = send(&app, &operator, Method::GET, "/api/v1/masking/policies/abc", None).await;
-        assert_eq!((status, body["code"].as_str()), (400, Some("invalid_parameter")));
+        let (status, body) = get_as(&app, &operator, "/api/v1/masking/policies/9").await;
+        assert_code(status, &body, (404, "not_found"));
+        let (status, body) = get_as(&app, &operator, "/api/v1/masking/policies/abc").await;
+        assert_code(status, &body, (400, "invalid_parameter"));
 
         // Every change is an administrative action in the audit log.
-        let changes = audited(&app, "admin_action", "masking_policy.change").await;
-        assert!(
-            changes
-                .iter()
-                .any(|e| e.status == Some(201) && e.subject == format!("user:{admin_id}")),
-            "{changes:?}"
-        );
+        let admin_subject = format!("user:{admin_id}");
+        assert_audited(
+            &app,
+            ("admin_action", "masking_policy.change"),
+            201,
+            &admin_subject,
+        )
+        .await;
     }
 );
 
@@ -351,34 +326,14 @@ both_backends!(
             }
         }
         // Not JSON at all: 400; larger than the body limit: 413.
-        let r = app
-            .client
-            .post(app.url("/api/v1/masking/policies"))
-            .header("cookie", &admin.cookie)
-            .header("x-csrf-token", &admin.csrf)
-            .header("content-type", "application/json")
-            .body("{\"version\": 2,")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 400);
+        assert_eq!(publish_raw(&app, &admin, "{\"version\": 2,".into()).await, 400);
         let huge = format!(
             "{{\"version\": 2, \"description\": \"{}\"}}",
             "x".repeat(app.cfg.limits.max_body_bytes + 1)
         );
-        let r = app
-            .client
-            .post(app.url("/api/v1/masking/policies"))
-            .header("cookie", &admin.cookie)
-            .header("x-csrf-token", &admin.csrf)
-            .header("content-type", "application/json")
-            .body(huge)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 413);
+        assert_eq!(publish_raw(&app, &admin, huge).await, 413);
         // Nothing was stored.
-        let (status, list) = send(&app, &admin, Method::GET, "/api/v1/masking/policies", None).await;
+        let (status, list) = get_as(&app, &admin, "/api/v1/masking/policies").await;
         assert_eq!((status, &list["current_version"]), (200, &json!(1)));
     }
 );
@@ -398,9 +353,9 @@ both_backends!(
             r["audiences"]["analyst"] =
                 json!({ "op": "reversible_token", "purpose": "citizen_id.reid", "normalise": "digits" });
         });
-        let (status, body) = send(&app, &admin, Method::POST, "/api/v1/masking/policies", Some(doc)).await;
+        let (status, body) = send_as(&app, &admin, Method::POST, "/api/v1/masking/policies", Some(doc)).await;
         assert_eq!(status, 201, "{body}");
-        let record = submit(&app, &expert("reid-1")).await;
+        let record = submit_record(&app, &expert("reid-1")).await;
         let m = masked_copy(&app, &record).await;
         assert_eq!(m.policy_version, 2);
         let token = m.payload.as_ref().unwrap()["expert"]["citizen_id"]
@@ -432,7 +387,7 @@ both_backends!(
         assert_eq!(granted["purpose"], "citizen_id.reid");
 
         // Nobody else; no connected system.
-        let (status, body) = send(
+        let (status, body) = send_as(
             &app,
             &operator,
             Method::POST,
@@ -440,11 +395,7 @@ both_backends!(
             Some(ask(&token, "citizen_id.reid")),
         )
         .await;
-        assert_eq!(
-            (status, body["code"].as_str()),
-            (403, Some("forbidden")),
-            "{body}"
-        );
+        assert_code(status, &body, (403, "forbidden"));
         assert!(!body.to_string().contains(CCCD));
         let r = app
             .client
@@ -465,7 +416,7 @@ both_backends!(
             ("hello", "citizen_id.reid", "not a reversible token"),
             (token.as_str(), "phone.reid", "not made for this purpose"),
         ] {
-            let (status, body) = send(
+            let (status, body) = send_as(
                 &app,
                 &officer,
                 Method::POST,
@@ -483,7 +434,7 @@ both_backends!(
             assert!(!body.to_string().contains(CCCD));
         }
         // No reason, or too short a one.
-        let (status, body) = send(
+        let (status, body) = send_as(
             &app,
             &officer,
             Method::POST,
@@ -491,12 +442,8 @@ both_backends!(
             Some(json!({ "token": token, "purpose": "citizen_id.reid" })),
         )
         .await;
-        assert_eq!(
-            (status, body["code"].as_str()),
-            (422, Some("validation_failed")),
-            "{body}"
-        );
-        let (status, body) = send(
+        assert_code(status, &body, (422, "validation_failed"));
+        let (status, body) = send_as(
             &app,
             &officer,
             Method::POST,
@@ -509,14 +456,7 @@ both_backends!(
         assert_eq!(body["violations"][0]["code"], "too_small");
 
         // The log: the grant and the four refusals, with a hash of the token, never the value.
-        let (status, log) = send(
-            &app,
-            &officer,
-            Method::GET,
-            "/api/v1/masking/reidentifications",
-            None,
-        )
-        .await;
+        let (status, log) = get_as(&app, &officer, "/api/v1/masking/reidentifications").await;
         assert_eq!(status, 200, "{log}");
         let entries = log["reidentifications"].as_array().unwrap();
         assert_eq!(entries.len(), 5, "{log}");
@@ -535,50 +475,20 @@ both_backends!(
         assert!(!log.to_string().contains(CCCD) && !log.to_string().contains(&token));
         // The organisation's auditor reads it; another province's auditor sees nothing of it;
         // an operator may not.
-        let (status, body) = send(
-            &app,
-            &auditor,
-            Method::GET,
-            "/api/v1/masking/reidentifications?limit=2",
-            None,
-        )
-        .await;
+        let (status, body) = get_as(&app, &auditor, "/api/v1/masking/reidentifications?limit=2").await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["reidentifications"].as_array().unwrap().len(), 2);
-        let (status, body) = send(
-            &app,
-            &auditor_hn,
-            Method::GET,
-            "/api/v1/masking/reidentifications",
-            None,
-        )
-        .await;
+        let (status, body) = get_as(&app, &auditor_hn, "/api/v1/masking/reidentifications").await;
         assert_eq!(
             (status, body["reidentifications"].as_array().map(Vec::len)),
             (200, Some(0))
         );
-        let (status, body) = send(
-            &app,
-            &operator,
-            Method::GET,
-            "/api/v1/masking/reidentifications",
-            None,
-        )
-        .await;
-        assert_eq!(
-            (status, body["code"].as_str()),
-            (403, Some("forbidden")),
-            "{body}"
-        );
+        let (status, body) = get_as(&app, &operator, "/api/v1/masking/reidentifications").await;
+        assert_code(status, &body, (403, "forbidden"));
 
         // The audit log holds every call as a raw read.
-        let reads = audited(&app, "raw_read", "masking.reidentify").await;
-        assert!(
-            reads
-                .iter()
-                .any(|e| e.status == Some(200) && e.subject == format!("user:{officer_id}")),
-            "{reads:?}"
-        );
+        let officer_subject = format!("user:{officer_id}");
+        assert_audited(&app, ("raw_read", "masking.reidentify"), 200, &officer_subject).await;
     }
 );
 
@@ -588,15 +498,10 @@ both_backends!(
         let (officer_id, officer, _, _, _) =
             enrolled(&app, "SO-KHCN-HCM", "an.ninh.trung.uong", roles::SECURITY_OFFICER).await;
         // Another server on the same database whose root organisation is A's.
-        let me: Value = app
-            .get("/api/v1/organisations/me", &app.key_a)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let org_a = org_id_of(&app, &app.key_a).await;
         let mut cfg = app.cfg.clone();
         cfg.listen = "127.0.0.1:0".into();
-        cfg.audit.root_org_id = me["id"].as_str().unwrap().to_owned();
+        cfg.audit.root_org_id = org_a.clone();
         let hub = serve_all(&cfg).await;
         let publish = |base: String, doc: Value| {
             app.client
@@ -614,16 +519,9 @@ both_backends!(
         assert_eq!(r.status(), 201);
         let v2: Value = r.json().await.unwrap();
         assert_eq!(v2["created_by"], format!("user:{officer_id}"));
-        assert_eq!(v2["created_by_org"], me["id"]);
+        assert_eq!(v2["created_by_org"], org_a.as_str());
         // Both servers read the same versions.
-        let (status, current) = send(
-            &app,
-            &officer,
-            Method::GET,
-            "/api/v1/masking/policies/current",
-            None,
-        )
-        .await;
+        let (status, current) = get_as(&app, &officer, "/api/v1/masking/policies/current").await;
         assert_eq!((status, &current["version"]), (200, &json!(2)));
     }
 );

@@ -20,49 +20,12 @@ const CANARIES: [&str; 5] = [
     "Nguyễn Thị Minh Thư",
 ];
 
-fn expert(citizen_id: &str, phone: &str, form: &str, key: &str) -> Value {
-    json!({
-        "category": "workforce",
-        "schema_version": 1,
-        "period": "2026-10-05",
-        "classification": "confidential",
-        "priority": "normal",
-        "form": form,
-        "idempotency_key": key,
-        "payload": {
-            "activity_type": "expert_registry",
-            "title": "Đăng ký chuyên gia tư vấn về an toàn giao dịch điện tử",
-            "organiser": "Cục Chuyển đổi số quốc gia",
-            "start_date": "2026-10-05",
-            "location_province_code": "79",
-            "expert": {
-                "full_name": "Nguyễn Thị Minh Thư",
-                "citizen_id": citizen_id,
-                "email": "thu.nguyen@example.vn",
-                "phone": phone,
-                "specialisation": "An toàn thông tin và chữ ký số",
-                "qualification": "master",
-                "organisation": "Viện Công nghệ số (giả định)",
-                "years_of_experience": 12
-            }
-        }
-    })
-}
-
 /// A statistics record whose free-text note carries two tax codes and a phone number.
 fn noted_statistics(key: &str) -> Value {
     let mut r = stats_record(11.0, Some(key));
     r["payload"]["note"] =
         json!("Doanh nghiệp MST 0100233488 và chi nhánh 0314409058-002, liên hệ 0912 345 678.");
     r
-}
-
-async fn submit(app: &TestApp, body: &Value) -> String {
-    let r = app.submit_json(body).await;
-    let status = r.status();
-    let receipt: Value = r.json().await.unwrap();
-    assert_eq!(status, 202, "{receipt}");
-    receipt["record_ids"][0].as_str().unwrap().to_owned()
 }
 
 /// The masking stage's row of `record` — its status and whether it keeps a (sealed) payload:
@@ -225,14 +188,14 @@ fn redis_value_text(v: &redis::Value) -> String {
 both_backends!(
     accepted_records_are_masked_and_no_clear_identifier_is_left_anywhere,
     |app: TestApp| async move {
-        let expert_id = submit(
+        let expert_id = submit_record(
             &app,
-            &expert("079190000123", "0912345678", "raw", "canary-expert"),
+            &expert_record("079190000123", "0912345678", "raw", "canary-expert"),
         )
         .await;
-        let stats_id = submit(&app, &noted_statistics("canary-note")).await;
+        let stats_id = submit_record(&app, &noted_statistics("canary-note")).await;
         // A submission refused for its shape: the error body names paths, never the values.
-        let mut bad = expert("079190000123", "0912345678", "raw", "canary-bad");
+        let mut bad = expert_record("079190000123", "0912345678", "raw", "canary-bad");
         bad["payload"]["expert"]["date_of_birth"] = json!("1990-01-01");
         bad["payload"]["note"] = json!("MST 0100233488");
         let r = app.submit_json(&bad).await;
@@ -267,11 +230,15 @@ both_backends!(
 both_backends!(
     a_record_declared_masked_that_still_carries_a_citizen_id_is_held,
     |app: TestApp| async move {
-        let leaky = submit(&app, &expert("079190000123", "090****123", "masked", "held-1")).await;
-        let mut masked = expert("********0123", "090****123", "masked", "held-2");
+        let leaky = submit_record(
+            &app,
+            &expert_record("079190000123", "090****123", "masked", "held-1"),
+        )
+        .await;
+        let mut masked = expert_record("********0123", "090****123", "masked", "held-2");
         masked["payload"]["expert"]["full_name"] = json!("[REDACTED]");
         masked["payload"]["expert"]["email"] = json!("t***@example.vn");
-        let clean = submit(&app, &masked).await;
+        let clean = submit_record(&app, &masked).await;
         let (status, sealed) = masked_row(&app, &leaky).await;
         assert_eq!(
             (status.as_str(), sealed),
@@ -286,17 +253,15 @@ both_backends!(
     }
 );
 
-async fn get_as(app: &TestApp, who: &crate::users::Session, path: &str) -> (u16, Value) {
-    let r = crate::users::call(app, reqwest::Method::GET, path, who, None, false).await;
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 both_backends!(
     held_records_are_listed_for_operators_of_the_subtree_without_values,
     |app: TestApp| async move {
         use etx_domain::authz::roles;
-        let leaky = submit(&app, &expert("079190000123", "090****123", "masked", "held-list")).await;
+        let leaky = submit_record(
+            &app,
+            &expert_record("079190000123", "090****123", "masked", "held-list"),
+        )
+        .await;
         let (status, _) = masked_row(&app, &leaky).await;
         assert_eq!(status, "held");
         let (_, operator, _, _, _) =
@@ -446,46 +411,18 @@ async fn wait_for_dead_letter(
     }
 }
 
-/// The reconciliation stage's outcome of `record` (kind, canonical id): waits (up to 30 s).
-async fn outcome(app: &TestApp, record: &str) -> (String, Option<uuid::Uuid>) {
-    let db = app.app_db().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let id = uuid::Uuid::parse_str(record).unwrap();
-    loop {
-        let row = db
-            .query_one_raw(Statement::from_sql_and_values(
-                db.get_database_backend(),
-                "SELECT kind, canonical_id FROM rec_outcomes WHERE record_id = $1",
-                [id.into()],
-            ))
-            .await
-            .unwrap();
-        if let Some(row) = row {
-            return (
-                row.try_get("", "kind").unwrap(),
-                row.try_get("", "canonical_id").unwrap(),
-            );
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "record {record} was never reconciled"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 both_backends!(
     records_flow_through_reconciliation_and_a_resent_fact_makes_one_canonical_record,
     |app: TestApp| async move {
         // The same figure sent twice under two idempotency keys (a re-send), and another one.
-        let first = submit(&app, &stats_record(41.0, Some("rec-1"))).await;
-        let again = submit(&app, &stats_record(41.0, Some("rec-2"))).await;
+        let first = submit_record(&app, &stats_record(41.0, Some("rec-1"))).await;
+        let again = submit_record(&app, &stats_record(41.0, Some("rec-2"))).await;
         let mut other = stats_record(42.0, Some("rec-3"));
         other["payload"]["indicator"] = json!("failed_transactions");
-        let other = submit(&app, &other).await;
-        let (kind_first, canonical_first) = outcome(&app, &first).await;
-        let (kind_again, canonical_again) = outcome(&app, &again).await;
-        let (kind_other, canonical_other) = outcome(&app, &other).await;
+        let other = submit_record(&app, &other).await;
+        let (kind_first, canonical_first) = reconciliation_outcome(&app, &first).await;
+        let (kind_again, canonical_again) = reconciliation_outcome(&app, &again).await;
+        let (kind_other, canonical_other) = reconciliation_outcome(&app, &other).await;
         assert_eq!(kind_first, "new_canonical");
         assert_eq!(kind_again, "duplicate", "a re-send of the same fact");
         assert_eq!(canonical_first, canonical_again);

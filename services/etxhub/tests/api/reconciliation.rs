@@ -12,7 +12,6 @@ use etx_domain::authz::roles;
 use etx_domain::{OrgCode, OrgKind, OrgName, SystemName};
 use etx_identity_core::NewSource;
 use reqwest::Method;
-use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -28,17 +27,6 @@ async fn onboard_kind(app: &TestApp, code: &str, name: &str, kind: OrgKind) -> S
         system_name: SystemName::parse("Hệ thống báo cáo thống kê").unwrap(),
     };
     etxhub::onboard(&app.cfg, req).await.unwrap().api_key
-}
-
-/// The organisation id of an API key's source.
-async fn org_of(app: &TestApp, key: &str) -> String {
-    let me: Value = app
-        .get("/api/v1/organisations/me", key)
-        .await
-        .json()
-        .await
-        .unwrap();
-    me["id"].as_str().unwrap().to_owned()
 }
 
 /// An e-transaction count for Thành phố Hồ Chí Minh (province code 79), October 2026.
@@ -69,28 +57,8 @@ async fn submit(app: &TestApp, key: &str, body: &Value) -> (String, String) {
 
 /// The reconciliation stage's decision on `record` and its canonical record: waits (up to 30 s).
 async fn outcome(app: &TestApp, record: &str) -> (String, Option<String>) {
-    let db = app.app_db().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let id = uuid::Uuid::parse_str(record).unwrap();
-    loop {
-        let row = db
-            .query_one_raw(Statement::from_sql_and_values(
-                db.get_database_backend(),
-                "SELECT kind, canonical_id FROM rec_outcomes WHERE record_id = $1",
-                [id.into()],
-            ))
-            .await
-            .unwrap();
-        if let Some(row) = row {
-            let canonical: Option<uuid::Uuid> = row.try_get("", "canonical_id").unwrap();
-            return (row.try_get("", "kind").unwrap(), canonical.map(|c| c.to_string()));
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "record {record} was never reconciled"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (kind, canonical) = reconciliation_outcome(app, record).await;
+    (kind, canonical.map(|c| c.to_string()))
 }
 
 /// Calls the API as a signed-in person, in `lang` when given; returns the status, the
@@ -126,14 +94,8 @@ async fn call_as(
     (status, content_type, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn get(app: &TestApp, who: &Session, path: &str) -> (u16, Value) {
-    let (s, _, b) = call_as(app, who, Method::GET, path, None, None).await;
-    (s, b)
-}
-
 async fn post(app: &TestApp, who: &Session, path: &str, body: Value) -> (u16, Value) {
-    let (s, _, b) = call_as(app, who, Method::POST, path, Some(body), None).await;
-    (s, b)
+    send_as(app, who, Method::POST, path, Some(body)).await
 }
 
 fn ids(list: &Value, field: &str) -> BTreeSet<String> {
@@ -179,6 +141,38 @@ async fn assert_problem(
     }
 }
 
+/// Asserts that GETting `path` is refused as `400 invalid_parameter`, in both languages, with
+/// the `violation` when given.
+async fn assert_bad_parameter(app: &TestApp, who: &Session, path: &str, violation: Option<(&str, &str)>) {
+    assert_problem(
+        app,
+        who,
+        Method::GET,
+        path,
+        None,
+        (400, "invalid_parameter"),
+        ("Tham số không hợp lệ", "A parameter is not valid"),
+        violation,
+    )
+    .await;
+}
+
+/// Asserts that POSTing `body` to `path` is refused as `422 validation_failed`, in both
+/// languages, with `violation`.
+async fn assert_invalid_body(app: &TestApp, who: &Session, path: &str, body: Value, violation: (&str, &str)) {
+    assert_problem(
+        app,
+        who,
+        Method::POST,
+        path,
+        Some(body),
+        (422, "validation_failed"),
+        ("Dữ liệu không hợp lệ", "The data is not valid"),
+        Some(violation),
+    )
+    .await;
+}
+
 both_backends!(
     conflicts_are_queued_inspected_and_resolved_once_with_their_provenance,
     |app: TestApp| async move {
@@ -197,7 +191,7 @@ both_backends!(
         assert_eq!(outcome(&app, &rec_a).await.0, "conflict");
 
         // The queue of the city's operators holds it; another province's does not.
-        let (status, page) = get(&app, &op_a, "/api/v1/conflicts?status=open").await;
+        let (status, page) = get_as(&app, &op_a, "/api/v1/conflicts?status=open").await;
         assert_eq!(status, 200, "{page}");
         let listed = page["conflicts"]
             .as_array()
@@ -213,7 +207,7 @@ both_backends!(
             (listed["category"].as_str(), listed["period"].as_str()),
             (Some("statistics"), Some("2026-10"))
         );
-        let (status, page) = get(&app, &op_b, "/api/v1/conflicts").await;
+        let (status, page) = get_as(&app, &op_b, "/api/v1/conflicts").await;
         assert_eq!(status, 200);
         assert!(
             !ids(&page["conflicts"], "id").contains(&rec_a),
@@ -221,12 +215,12 @@ both_backends!(
         );
         let conflict_path = format!("/api/v1/conflicts/{rec_a}");
         let resolve_path = format!("{conflict_path}/resolve");
-        assert_eq!(get(&app, &op_b, &conflict_path).await.0, 404);
+        assert_eq!(get_as(&app, &op_b, &conflict_path).await.0, 404);
         let (status, problem) = post(&app, &op_b, &resolve_path, json!({"action": "reject"})).await;
-        assert_eq!((status, problem["code"].as_str()), (404, Some("not_found")));
+        assert_code(status, &problem, (404, "not_found"));
 
         // Inspect: both versions, each with its provenance.
-        let (status, c) = get(&app, &op_a, &conflict_path).await;
+        let (status, c) = get_as(&app, &op_a, &conflict_path).await;
         assert_eq!(status, 200, "{c}");
         assert_eq!(
             (c["status"].as_str(), c["reason"].as_str()),
@@ -262,116 +256,40 @@ both_backends!(
         assert_eq!(listed["org_id"], org_a.as_str());
 
         // An analyst reads but does not resolve.
-        assert_eq!(get(&app, &analyst_a, &conflict_path).await.0, 200);
+        assert_eq!(get_as(&app, &analyst_a, &conflict_path).await.0, 200);
         let (status, problem) = post(&app, &analyst_a, &resolve_path, json!({"action": "reject"})).await;
-        assert_eq!(
-            (status, problem["code"].as_str()),
-            (403, Some("forbidden")),
-            "{problem}"
-        );
+        assert_code(status, &problem, (403, "forbidden"));
 
         // Bad input, in Vietnamese and in English.
-        let bad_param = ("Tham số không hợp lệ", "A parameter is not valid");
-        let invalid = ("Dữ liệu không hợp lệ", "The data is not valid");
-        assert_problem(
-            &app,
-            &op_a,
-            Method::GET,
-            "/api/v1/conflicts/not-a-uuid",
-            None,
-            (400, "invalid_parameter"),
-            bad_param,
-            None,
-        )
-        .await;
-        assert_problem(
-            &app,
-            &op_a,
-            Method::GET,
-            "/api/v1/canonical-records/12345",
-            None,
-            (400, "invalid_parameter"),
-            bad_param,
-            None,
-        )
-        .await;
-        assert_problem(
-            &app,
-            &op_a,
-            Method::GET,
-            "/api/v1/conflicts?colour=red",
-            None,
-            (400, "invalid_parameter"),
-            bad_param,
-            Some(("colour", "unknown_field")),
-        )
-        .await;
-        assert_problem(
-            &app,
-            &op_a,
-            Method::GET,
-            "/api/v1/conflicts?limit=0",
-            None,
-            (400, "invalid_parameter"),
-            bad_param,
-            Some(("query:limit", "too_small")),
-        )
-        .await;
-        assert_problem(
-            &app,
-            &op_a,
-            Method::GET,
-            "/api/v1/conflicts?category=weather",
-            None,
-            (400, "invalid_parameter"),
-            bad_param,
-            Some(("query:category", "unknown_category")),
-        )
-        .await;
-        assert_problem(
-            &app,
-            &op_a,
-            Method::POST,
-            &resolve_path,
-            Some(json!({"action": "keep_existing"})),
-            (422, "validation_failed"),
-            invalid,
-            Some(("/action", "enum")),
-        )
-        .await;
-        assert_problem(
-            &app,
-            &op_a,
-            Method::POST,
-            &resolve_path,
-            Some(json!({"action": "reject", "note": "x".repeat(2001)})),
-            (422, "validation_failed"),
-            invalid,
-            Some(("/note", "too_large")),
-        )
-        .await;
-        assert_problem(
-            &app,
-            &op_a,
-            Method::POST,
-            &resolve_path,
-            Some(json!({"action": "choose", "record_id": uuid::Uuid::now_v7()})),
-            (422, "validation_failed"),
-            invalid,
-            Some(("/record_id", "invalid")),
-        )
-        .await;
-        assert_problem(
-            &app,
-            &op_a,
-            Method::POST,
-            &resolve_path,
-            Some(json!({"action": "merge", "values": {"/no_such_field": 1}})),
-            (422, "validation_failed"),
-            invalid,
-            Some(("/values", "unknown_field")),
-        )
-        .await;
+        for (path, violation) in [
+            ("/api/v1/conflicts/not-a-uuid", None),
+            ("/api/v1/canonical-records/12345", None),
+            ("/api/v1/conflicts?colour=red", Some(("colour", "unknown_field"))),
+            ("/api/v1/conflicts?limit=0", Some(("query:limit", "too_small"))),
+            (
+                "/api/v1/conflicts?category=weather",
+                Some(("query:category", "unknown_category")),
+            ),
+        ] {
+            assert_bad_parameter(&app, &op_a, path, violation).await;
+        }
+        for (body, violation) in [
+            (json!({"action": "keep_existing"}), ("/action", "enum")),
+            (
+                json!({"action": "reject", "note": "x".repeat(2001)}),
+                ("/note", "too_large"),
+            ),
+            (
+                json!({"action": "choose", "record_id": uuid::Uuid::now_v7()}),
+                ("/record_id", "invalid"),
+            ),
+            (
+                json!({"action": "merge", "values": {"/no_such_field": 1}}),
+                ("/values", "unknown_field"),
+            ),
+        ] {
+            assert_invalid_body(&app, &op_a, &resolve_path, body, violation).await;
+        }
         let (status, problem) = post(
             &app,
             &op_a,
@@ -379,11 +297,7 @@ both_backends!(
             json!({"action": "reject", "extra": 1}),
         )
         .await;
-        assert_eq!(
-            (status, problem["code"].as_str()),
-            (422, Some("validation_failed")),
-            "{problem}"
-        );
+        assert_code(status, &problem, (422, "validation_failed"));
         // Nothing of it echoes what was sent.
         assert!(!problem.to_string().contains("extra\":1"));
 
@@ -414,21 +328,17 @@ both_backends!(
             rec_a.as_str()
         );
         let (status, problem) = post(&app, &op_a, &resolve_path, json!({"action": "reject"})).await;
-        assert_eq!(
-            (status, problem["code"].as_str()),
-            (409, Some("already_exists")),
-            "{problem}"
-        );
+        assert_code(status, &problem, (409, "already_exists"));
         assert!(
             problem["detail"].as_str().unwrap().contains("already resolved"),
             "{problem}"
         );
-        let (_, c) = get(&app, &op_a, &conflict_path).await;
+        let (_, c) = get_as(&app, &op_a, &conflict_path).await;
         assert_eq!(c["status"], "resolved");
         assert_eq!(c["resolution"]["note"], "Theo số liệu đối chiếu của Bộ Tài chính");
-        let (_, open) = get(&app, &op_a, "/api/v1/conflicts?status=open").await;
+        let (_, open) = get_as(&app, &op_a, "/api/v1/conflicts?status=open").await;
         assert!(!ids(&open["conflicts"], "id").contains(&rec_a));
-        let (_, done) = get(
+        let (_, done) = get_as(
             &app,
             &op_a,
             "/api/v1/conflicts?status=resolved&category=statistics&period=2026-10&order=newest",
@@ -438,7 +348,7 @@ both_backends!(
 
         // The canonical record with its full provenance.
         let canonical_path = format!("/api/v1/canonical-records/{c1}");
-        let (status, record) = get(&app, &op_a, &canonical_path).await;
+        let (status, record) = get_as(&app, &op_a, &canonical_path).await;
         assert_eq!(status, 200, "{record}");
         assert_eq!(record["merged_into"], Value::Null);
         assert_eq!(
@@ -459,15 +369,15 @@ both_backends!(
             assert!(x["content_hash"].as_str().unwrap().starts_with("sha256:"), "{x}");
         }
         assert_eq!(record["sources"].as_array().unwrap().len(), 2);
-        assert_eq!(get(&app, &op_b, &canonical_path).await.0, 404);
-        let (_, page) = get(
+        assert_eq!(get_as(&app, &op_b, &canonical_path).await.0, 404);
+        let (_, page) = get_as(
             &app,
             &op_a,
             "/api/v1/canonical-records?category=statistics&period=2026-10",
         )
         .await;
         assert!(ids(&page["records"], "id").contains(&c1), "{page}");
-        let (_, page) = get(&app, &op_b, "/api/v1/canonical-records").await;
+        let (_, page) = get_as(&app, &op_b, "/api/v1/canonical-records").await;
         assert!(!ids(&page["records"], "id").contains(&c1), "{page}");
 
         // A rejected pair is never merged again.
@@ -494,25 +404,26 @@ both_backends!(
         );
         // The city is no contributor of the Ministry's record (404); the hub sees it unchanged.
         let ministry_path = format!("/api/v1/canonical-records/{c2}");
-        assert_eq!(get(&app, &op_a, &ministry_path).await.0, 404);
+        assert_eq!(get_as(&app, &op_a, &ministry_path).await.0, 404);
         let (_, admin, _, _, _) = enrolled(&app, "SO-KHCN-HN", "quan.tri.hn", roles::SYSTEM_ADMIN).await;
-        let (_, ministry) = get(&app, &admin, &ministry_path).await;
+        let (_, ministry) = get_as(&app, &admin, &ministry_path).await;
         assert_eq!(
             ids(&ministry["contributions"], "record_id"),
             BTreeSet::from([rec_m2]),
             "{ministry}"
         );
-        let (_, own_record) = get(&app, &op_a, &format!("/api/v1/canonical-records/{own}")).await;
+        let (_, own_record) = get_as(&app, &op_a, &format!("/api/v1/canonical-records/{own}")).await;
         assert_eq!(
             ids(&own_record["contributions"], "record_id"),
             BTreeSet::from([rec_a2.clone(), rec_a3])
         );
         // Pages follow each other without overlap, in every order.
         for order in ["priority", "newest", "oldest"] {
-            let (status, first) = get(&app, &op_a, &format!("/api/v1/conflicts?order={order}&limit=1")).await;
+            let (status, first) =
+                get_as(&app, &op_a, &format!("/api/v1/conflicts?order={order}&limit=1")).await;
             assert_eq!(status, 200, "{first}");
             let cursor = first["next_cursor"].as_str().expect("two conflicts").to_owned();
-            let (status, second) = get(
+            let (status, second) = get_as(
                 &app,
                 &op_a,
                 &format!("/api/v1/conflicts?order={order}&limit=1&cursor={cursor}"),
@@ -525,11 +436,11 @@ both_backends!(
             );
             assert_eq!(second["next_cursor"], Value::Null, "{order}: {second}");
         }
-        let (_, newest) = get(&app, &op_a, "/api/v1/conflicts?order=newest&limit=1").await;
+        let (_, newest) = get_as(&app, &op_a, "/api/v1/conflicts?order=newest&limit=1").await;
         assert_eq!(newest["conflicts"][0]["id"], rec_a2.as_str());
-        let (_, first) = get(&app, &op_a, "/api/v1/canonical-records?limit=1").await;
+        let (_, first) = get_as(&app, &op_a, "/api/v1/canonical-records?limit=1").await;
         let cursor = first["next_cursor"].as_str().expect("more than one").to_owned();
-        let (_, second) = get(
+        let (_, second) = get_as(
             &app,
             &op_a,
             &format!("/api/v1/canonical-records?limit=1&cursor={cursor}"),
@@ -548,9 +459,9 @@ both_backends!(
         let (_, op_a, _, _, _) = enrolled(&app, "SO-KHCN-HCM", "van.hanh.hcm", roles::OPERATOR).await;
         let (_, op_b, _, _, _) = enrolled(&app, "SO-KHCN-HN", "van.hanh.hn", roles::OPERATOR).await;
         let (_, admin, _, _, _) = enrolled(&app, "SO-KHCN-HN", "quan.tri.hn", roles::SYSTEM_ADMIN).await;
-        let org_a = org_of(&app, &app.key_a).await;
-        let org_b = org_of(&app, &app.key_b).await;
-        let org_m = org_of(&app, &key_m).await;
+        let org_a = org_id_of(&app, &app.key_a).await;
+        let org_b = org_id_of(&app, &app.key_b).await;
+        let org_m = org_id_of(&app, &key_m).await;
 
         // A canonical record, and an open conflict of the city, in statistics 2026-10.
         let (rec_m, _) = submit(&app, &key_m, &count("e_invoice", 1000.0, "m-1")).await;
@@ -560,10 +471,10 @@ both_backends!(
         let (rec_a, _) = submit(&app, &app.key_a, &count("digital_signature", 300.0, "a-1")).await;
         assert_eq!(outcome(&app, &rec_a).await.0, "conflict");
         // The Ministry's canonical record: the hub reads it, the city (no contributor) does not.
-        let (_, before) = get(&app, &admin, &format!("/api/v1/canonical-records/{c1}")).await;
+        let (_, before) = get_as(&app, &admin, &format!("/api/v1/canonical-records/{c1}")).await;
         assert_eq!(before["id"], c1.as_str(), "{before}");
         assert_eq!(
-            get(&app, &op_a, &format!("/api/v1/canonical-records/{c1}"))
+            get_as(&app, &op_a, &format!("/api/v1/canonical-records/{c1}"))
                 .await
                 .0,
             404
@@ -583,15 +494,11 @@ both_backends!(
         );
         assert_eq!(approved["org_id"], org_a.as_str());
         let (status, problem) = post(&app, &op_a, "/api/v1/periods/approve", period.clone()).await;
-        assert_eq!(
-            (status, problem["code"].as_str()),
-            (409, Some("already_exists")),
-            "{problem}"
-        );
-        let (_, listed) = get(&app, &op_a, "/api/v1/periods?category=statistics&period=2026-10").await;
+        assert_code(status, &problem, (409, "already_exists"));
+        let (_, listed) = get_as(&app, &op_a, "/api/v1/periods?category=statistics&period=2026-10").await;
         assert_eq!(listed["periods"].as_array().unwrap().len(), 1, "{listed}");
         assert_eq!(listed["periods"][0]["state"], "approved");
-        let (_, other) = get(&app, &op_b, "/api/v1/periods?category=statistics").await;
+        let (_, other) = get_as(&app, &op_b, "/api/v1/periods?category=statistics").await;
         assert_eq!(other["periods"], json!([]), "another province does not see it");
         // Everyone's period is the hub's operators' to approve; another province is not there.
         let (status, problem) = post(
@@ -601,11 +508,7 @@ both_backends!(
             json!({"category": "statistics", "period": "2026-10", "scope": "all"}),
         )
         .await;
-        assert_eq!(
-            (status, problem["code"].as_str()),
-            (403, Some("forbidden")),
-            "{problem}"
-        );
+        assert_code(status, &problem, (403, "forbidden"));
         let (status, _) = post(
             &app,
             &op_a,
@@ -614,22 +517,19 @@ both_backends!(
         )
         .await;
         assert_eq!(status, 404);
-        assert_problem(
+        assert_invalid_body(
             &app,
             &op_a,
-            Method::POST,
             "/api/v1/periods/approve",
-            Some(json!({"category": "statistics", "period": "2026-13"})),
-            (422, "validation_failed"),
-            ("Dữ liệu không hợp lệ", "The data is not valid"),
-            Some(("/period", "format")),
+            json!({"category": "statistics", "period": "2026-13"}),
+            ("/period", "format"),
         )
         .await;
 
         // Read-only: a new figure of the city is held and changes nothing; its conflict waits.
         let (rec_a2, _) = submit(&app, &app.key_a, &count("e_invoice", 2500.0, "a-2")).await;
         assert_eq!(outcome(&app, &rec_a2).await.0, "held");
-        let (_, after) = get(&app, &admin, &format!("/api/v1/canonical-records/{c1}")).await;
+        let (_, after) = get_as(&app, &admin, &format!("/api/v1/canonical-records/{c1}")).await;
         assert_eq!(
             after, before,
             "an approved period's canonical record does not change"
@@ -642,11 +542,7 @@ both_backends!(
             json!({"action": "choose", "record_id": rec_m2}),
         )
         .await;
-        assert_eq!(
-            (status, problem["code"].as_str()),
-            (409, Some("already_exists")),
-            "{problem}"
-        );
+        assert_code(status, &problem, (409, "already_exists"));
         assert!(
             problem["detail"].as_str().unwrap().contains("approved"),
             "{problem}"
@@ -655,15 +551,12 @@ both_backends!(
         // Reopened with a reason: the held figure is reconciled and the conflict resolvable.
         let mut reopen = period.clone();
         reopen["reason"] = json!("ngắn");
-        assert_problem(
+        assert_invalid_body(
             &app,
             &op_a,
-            Method::POST,
             "/api/v1/periods/reopen",
-            Some(reopen.clone()),
-            (422, "validation_failed"),
-            ("Dữ liệu không hợp lệ", "The data is not valid"),
-            Some(("/reason", "too_small")),
+            reopen.clone(),
+            ("/reason", "too_small"),
         )
         .await;
         reopen["reason"] = json!("Sở Khoa học và Công nghệ gửi bổ sung số liệu theo công văn 12/SKHCN");
@@ -694,11 +587,7 @@ both_backends!(
         assert_eq!(again, BTreeSet::from([rec_a2.clone()]), "{reopened}");
         assert_ne!(outcome(&app, &rec_a2).await.0, "held");
         let (status, problem) = post(&app, &op_a, "/api/v1/periods/reopen", reopen).await;
-        assert_eq!(
-            (status, problem["code"].as_str()),
-            (409, Some("already_exists")),
-            "{problem}"
-        );
+        assert_code(status, &problem, (409, "already_exists"));
         let (status, body) = post(
             &app,
             &op_a,
@@ -712,7 +601,7 @@ both_backends!(
         let path = "/api/v1/completeness?category=statistics&period=2026-10&due=2026-10-01T00:00:00Z";
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let report = loop {
-            let (status, report) = get(&app, &admin, path).await;
+            let (status, report) = get_as(&app, &admin, path).await;
             assert_eq!(status, 200, "{report}");
             let orgs = ids(&report["organisations"], "org_id");
             if [&org_a, &org_b, &org_m].iter().all(|o| orgs.contains(*o)) {
@@ -761,7 +650,7 @@ both_backends!(
         assert!(report["totals"]["missing"].as_u64().unwrap() >= 1);
         assert_eq!(report["due"], "2026-10-01T00:00:00Z");
         // A province's operator: its own organisation only; the default deadline.
-        let (status, mine) = get(&app, &op_a, "/api/v1/completeness?period=2026-10").await;
+        let (status, mine) = get_as(&app, &op_a, "/api/v1/completeness?period=2026-10").await;
         assert_eq!(status, 200, "{mine}");
         assert_eq!(
             ids(&mine["organisations"], "org_id"),
@@ -773,18 +662,14 @@ both_backends!(
         );
         assert_eq!(mine["organisations"][0]["received"], 1);
         assert_eq!(mine["due"], "2026-11-15T17:00:00Z");
-        let (_, theirs) = get(
+        let (_, theirs) = get_as(
             &app,
             &op_b,
             "/api/v1/completeness?category=statistics&period=2026-10",
         )
         .await;
         assert_eq!(ids(&theirs["organisations"], "org_id"), BTreeSet::from([org_b]));
-        let (status, problem) = get(&app, &op_a, "/api/v1/completeness").await;
-        assert_eq!(
-            (status, problem["code"].as_str()),
-            (400, Some("invalid_parameter")),
-            "{problem}"
-        );
+        let (status, problem) = get_as(&app, &op_a, "/api/v1/completeness").await;
+        assert_code(status, &problem, (400, "invalid_parameter"));
     }
 );

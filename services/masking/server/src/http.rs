@@ -65,14 +65,30 @@ impl PipelineOps {
 
     /// Refuses unless `p` may operate the hub-wide pipeline (see the module docs).
     fn hub_wide(&self, p: &Principal) -> Result<(), ApiError> {
-        p.require(Permission::OperatePipeline)?;
+        self.hub_only(
+            p,
+            Permission::OperatePipeline,
+            "the pipeline is the hub's: system administrators and the root organisation's operators operate it",
+        )
+    }
+
+    /// Refuses unless `p` holds `permission` and is a system administrator or a person of the
+    /// root organisation (`403` with `detail` otherwise): for what is the hub's as a whole.
+    fn hub_only(&self, p: &Principal, permission: Permission, detail: &'static str) -> Result<(), ApiError> {
+        p.require(permission)?;
         if p.has_role(roles::SYSTEM_ADMIN) || self.root_org == Some(p.org_id) {
             Ok(())
         } else {
-            Err(ApiError::new(ErrorCode::Forbidden).with_detail(
-                "the pipeline is the hub's: system administrators and the root organisation's operators operate it",
-            ))
+            Err(ApiError::new(ErrorCode::Forbidden).with_detail(detail))
         }
+    }
+
+    /// The organisations `p` may see: its own, or those of its subtree.
+    async fn visible_orgs(&self, p: &Principal) -> Result<Vec<OrgId>, ApiError> {
+        Ok(match p.org_scope() {
+            OrgScope::Own(o) => vec![o],
+            OrgScope::Subtree(root) => self.orgs.subtree(root).await.map_err(ApiError::internal)?,
+        })
     }
 }
 
@@ -349,10 +365,7 @@ pub async fn held(
 ) -> Result<HttpResponse, ApiError> {
     p.require(Permission::OperatePipeline)?;
     let limit = checked_limit(q.limit.unwrap_or(100))?;
-    let orgs = match p.org_scope() {
-        OrgScope::Own(o) => vec![o],
-        OrgScope::Subtree(root) => ops.orgs.subtree(root).await.map_err(ApiError::internal)?,
-    };
+    let orgs = ops.visible_orgs(&p).await?;
     let rows = app.held(Some(&orgs), limit).await.map_err(ApiError::internal)?;
     let records = rows
         .into_iter()

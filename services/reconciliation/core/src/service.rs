@@ -105,6 +105,24 @@ impl Reconciled {
     }
 }
 
+/// Returns to the executor once (whatever the runtime), so a long batch never holds a worker
+/// thread between two decisions.
+async fn yield_now() {
+    struct YieldNow(bool);
+    impl std::future::Future for YieldNow {
+        type Output = ();
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+            if self.0 {
+                return std::task::Poll::Ready(());
+            }
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+    YieldNow(false).await;
+}
+
 /// What [`ReconciliationService::reconcile_batch`] did.
 #[derive(Debug)]
 pub struct BatchReconciled {
@@ -366,6 +384,9 @@ where
                 live.insert(l.canonical.id, l.canonical.clone());
             }
             decisions.push(decision);
+            // The engine is synchronous and a decision on a canonical record with many
+            // contributions is not free: let the runtime's other tasks (HTTP, shutdown) run.
+            yield_now().await;
         }
         Ok(decisions)
     }

@@ -18,7 +18,7 @@
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use etx_domain::authz::{OrgScope, Permission, roles};
+use etx_domain::authz::{Permission, roles};
 use etx_domain::{ErrorCode, FieldViolation, ViolationCode};
 use etx_http_kit::openapi::{AuthErrors, BadParameter, TooLarge};
 use etx_http_kit::{ApiError, Principal, Problem};
@@ -40,6 +40,11 @@ pub const MAX_TOKEN_CHARS: usize = 4096;
 
 fn store_error(e: PolicyStoreError) -> ApiError {
     ApiError::internal(e)
+}
+
+/// `500`: the store holds no version of the masking policy at all.
+fn no_version_stored() -> ApiError {
+    ApiError::internal("no masking policy version is stored")
 }
 
 fn publish_error(e: PublishError) -> ApiError {
@@ -64,14 +69,11 @@ fn publish_error(e: PublishError) -> ApiError {
 
 /// Refuses unless `p` may publish the hub-wide policy (see the module docs).
 fn may_publish(ops: &PipelineOps, p: &Principal) -> Result<(), ApiError> {
-    p.require(Permission::ManageMaskingPolicy)?;
-    if p.has_role(roles::SYSTEM_ADMIN) || ops.root_org == Some(p.org_id) {
-        Ok(())
-    } else {
-        Err(ApiError::new(ErrorCode::Forbidden).with_detail(
-            "the masking policy is the hub's: system administrators and the root organisation's security officers publish it",
-        ))
-    }
+    ops.hub_only(
+        p,
+        Permission::ManageMaskingPolicy,
+        "the masking policy is the hub's: system administrators and the root organisation's security officers publish it",
+    )
 }
 
 /// One version of the masking policy, without its document.
@@ -211,7 +213,7 @@ async fn current_version(app: &AppMasking) -> Result<u32, ApiError> {
         .current_version()
         .await
         .map_err(store_error)?
-        .ok_or_else(|| ApiError::internal("no masking policy version is stored"))
+        .ok_or_else(no_version_stored)
 }
 
 /// The versions of the masking policy, newest first (metadata only).
@@ -243,7 +245,7 @@ pub async fn current_policy(app: web::Data<AppMasking>, p: Principal) -> Result<
         .current_stored()
         .await
         .map_err(store_error)?
-        .ok_or_else(|| ApiError::internal("no masking policy version is stored"))?;
+        .ok_or_else(no_version_stored)?;
     let current = stored.meta.version;
     Ok(HttpResponse::Ok().json(PolicyOut::of(stored, current)))
 }
@@ -531,10 +533,7 @@ pub async fn list_reidentifications(
     let orgs = if ops.root_org == Some(p.org_id) {
         None
     } else {
-        Some(match p.org_scope() {
-            OrgScope::Own(o) => vec![o],
-            OrgScope::Subtree(root) => ops.orgs.subtree(root).await.map_err(ApiError::internal)?,
-        })
+        Some(ops.visible_orgs(&p).await?)
     };
     let rows = app
         .reidentifications()

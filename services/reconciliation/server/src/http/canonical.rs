@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::dto::CanonicalRecordOut;
-use super::{Api, App, Members, bad_query, page_size, query_category, query_period};
+use super::{Api, App, Members, bad_query, next_page, page_size, query_category, query_period};
 use crate::store::queries::CanonicalQuery;
 use etx_domain::ViolationCode;
 
@@ -97,13 +97,7 @@ pub async fn list(
         .canonical_page(&query)
         .await
         .map_err(ApiError::internal)?;
-    let page = usize::try_from(page).unwrap_or(usize::MAX);
-    let next_cursor = if records.len() > page {
-        records.truncate(page);
-        records.last().map(|c| c.id.to_string())
-    } else {
-        None
-    };
+    let next_cursor = next_page(&mut records, page, |c| c.id.to_string());
     Ok(HttpResponse::Ok().json(CanonicalPageOut {
         records: records.iter().map(|c| CanonicalRecordOut::of(c, None)).collect(),
         next_cursor,

@@ -20,7 +20,10 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::dto::{CanonicalRecordOut, ContributionOut};
-use super::{Api, App, Reach, bad_query, invalid_body, page_size, person, query_category, query_period};
+use super::{
+    Api, App, Reach, accepted, bad_query, invalid_field, next_page, page_size, person, query_category,
+    query_period,
+};
 use crate::store::queries::{ConflictCursor, ConflictOrder, ConflictQuery, ConflictRow};
 
 /// Conflicts listed when no `limit` is given.
@@ -452,10 +455,7 @@ impl ResolveIn {
                 None
             }
         };
-        match choice {
-            Some(choice) if v.is_empty() => Ok(ResolveRequest { choice, note }),
-            _ => Err(invalid_body(v)),
-        }
+        accepted(choice, v).map(|choice| ResolveRequest { choice, note })
     }
 }
 
@@ -558,18 +558,12 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let reach = api.reach(&p, Permission::ReadReconciliation)?;
     let query = q.parse(reach)?;
-    let page = usize::try_from(query.limit - 1).unwrap_or(usize::MAX);
     let mut rows = app
         .store()
         .conflict_page(&query)
         .await
         .map_err(ApiError::internal)?;
-    let next_cursor = if rows.len() > page {
-        rows.truncate(page);
-        rows.last().map(|r| cursor_of(query.order, r))
-    } else {
-        None
-    };
+    let next_cursor = next_page(&mut rows, query.limit - 1, |r| cursor_of(query.order, r));
     Ok(HttpResponse::Ok().json(ConflictPageOut {
         conflicts: rows.iter().map(ConflictSummaryOut::from).collect(),
         next_cursor,
@@ -630,31 +624,36 @@ fn resolve_error(e: ResolveConflictError) -> ApiError {
             ResolveError::PeriodApproved => conflict(
                 "the reporting period is approved and read-only: reopen it (POST /api/v1/periods/reopen) before resolving",
             ),
-            ResolveError::UnknownVersion(_) => invalid_body(vec![
-                FieldViolation::new("/record_id", ViolationCode::Invalid).with_detail(
-                    "not a version of this conflict: the incoming record or a current contribution",
-                ),
-            ]),
-            ResolveError::EmptyMerge => invalid_body(vec![
-                FieldViolation::new("/values", ViolationCode::TooSmall)
-                    .with_detail("a merge sets at least one field"),
-            ]),
-            ResolveError::InvalidPointer(_) => invalid_body(vec![
-                FieldViolation::new("/values", ViolationCode::Format)
-                    .with_detail("every key must be a JSON pointer, e.g. `/value`"),
-            ]),
-            ResolveError::UnknownField(_) => invalid_body(vec![
-                FieldViolation::new("/values", ViolationCode::UnknownField)
-                    .with_detail("a field set must exist in one of the versions"),
-            ]),
-            ResolveError::RejectNotAllowed(_) => invalid_body(vec![
-                FieldViolation::new("/action", ViolationCode::Invalid)
-                    .with_detail("a revision_disagrees conflict cannot be rejected; choose or merge"),
-            ]),
-            ResolveError::NoteTooLong => invalid_body(vec![
-                FieldViolation::new("/note", ViolationCode::TooLarge)
-                    .with_detail(format!("at most {MAX_NOTE_CHARS} characters")),
-            ]),
+            ResolveError::UnknownVersion(_) => invalid_field(
+                "/record_id",
+                ViolationCode::Invalid,
+                "not a version of this conflict: the incoming record or a current contribution",
+            ),
+            ResolveError::EmptyMerge => invalid_field(
+                "/values",
+                ViolationCode::TooSmall,
+                "a merge sets at least one field",
+            ),
+            ResolveError::InvalidPointer(_) => invalid_field(
+                "/values",
+                ViolationCode::Format,
+                "every key must be a JSON pointer, e.g. `/value`",
+            ),
+            ResolveError::UnknownField(_) => invalid_field(
+                "/values",
+                ViolationCode::UnknownField,
+                "a field set must exist in one of the versions",
+            ),
+            ResolveError::RejectNotAllowed(_) => invalid_field(
+                "/action",
+                ViolationCode::Invalid,
+                "a revision_disagrees conflict cannot be rejected; choose or merge",
+            ),
+            ResolveError::NoteTooLong => invalid_field(
+                "/note",
+                ViolationCode::TooLarge,
+                format!("at most {MAX_NOTE_CHARS} characters"),
+            ),
             ResolveError::TargetMismatch(_) => ApiError::internal(r),
         },
         ResolveConflictError::Busy => ApiError::new(ErrorCode::ServiceUnavailable)

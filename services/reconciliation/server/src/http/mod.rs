@@ -152,6 +152,22 @@ pub(crate) fn page_size(raw: Option<&str>, default: u64, max: u64) -> Result<u64
     }
 }
 
+/// Cuts `rows`, read with a limit of one more than `page`, to the page; returns the cursor of
+/// its last row (`cursor_of`) when more rows follow, `None` on the last page.
+pub(crate) fn next_page<T>(
+    rows: &mut Vec<T>,
+    page: u64,
+    cursor_of: impl FnOnce(&T) -> String,
+) -> Option<String> {
+    let page = usize::try_from(page).unwrap_or(usize::MAX);
+    if rows.len() > page {
+        rows.truncate(page);
+        rows.last().map(cursor_of)
+    } else {
+        None
+    }
+}
+
 /// An optional category query parameter.
 pub(crate) fn query_category(raw: Option<&str>) -> Result<Option<Category>, ApiError> {
     raw.map(|s| {
@@ -178,6 +194,20 @@ pub(crate) fn query_period(raw: Option<&str>) -> Result<Option<Period>, ApiError
 /// `422 validation_failed` with these violations.
 pub(crate) fn invalid_body(violations: Vec<FieldViolation>) -> ApiError {
     ApiError::new(ErrorCode::ValidationFailed).with_violations(violations)
+}
+
+/// `422 validation_failed` with one violation at the JSON pointer `pointer`.
+pub(crate) fn invalid_field(pointer: &str, code: ViolationCode, detail: impl Into<String>) -> ApiError {
+    invalid_body(vec![FieldViolation::new(pointer, code).with_detail(detail)])
+}
+
+/// What a body asked for when nothing in it is violated (`parts` read and `violations`
+/// empty), else `422 validation_failed` with every violation.
+pub(crate) fn accepted<T>(parts: Option<T>, violations: Vec<FieldViolation>) -> Result<T, ApiError> {
+    match parts {
+        Some(parts) if violations.is_empty() => Ok(parts),
+        _ => Err(invalid_body(violations)),
+    }
 }
 
 /// Mounts the API (under `/api/v1`); needs `web::Data<AppReconciliation>` and

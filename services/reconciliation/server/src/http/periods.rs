@@ -16,7 +16,7 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Days, FixedOffset, Utc};
 use etx_domain::authz::Permission;
-use etx_domain::{Category, ErrorCode, FieldViolation, OrgId, Period, ViolationCode};
+use etx_domain::{Category, ErrorCode, FieldViolation, OrgId, Period, UserId, ViolationCode};
 use etx_http_kit::openapi::{AuthErrors, BadParameter};
 use etx_http_kit::{ApiError, Principal, Problem};
 use etx_reconciliation_core::period::PeriodEvent;
@@ -29,7 +29,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    Api, App, Members, Reach, bad_query, invalid_body, page_size, person, query_category, query_period,
+    Api, App, Members, Reach, accepted, bad_query, invalid_field, page_size, person, query_category,
+    query_period,
 };
 use crate::store::queries::ApprovalQuery;
 
@@ -198,10 +199,7 @@ impl PeriodIn {
             own,
             &mut v,
         );
-        match key {
-            Some(k) if v.is_empty() => Ok(k),
-            _ => Err(invalid_body(v)),
-        }
+        accepted(key, v)
     }
 }
 
@@ -217,10 +215,7 @@ impl ReopenIn {
             &mut v,
         );
         let reason = reason_of(self.reason.as_deref(), &mut v);
-        match (key, reason) {
-            (Some(k), Some(r)) if v.is_empty() => Ok((k, r)),
-            _ => Err(invalid_body(v)),
-        }
+        accepted(key.zip(reason), v)
     }
 }
 
@@ -248,6 +243,22 @@ async fn key_for(
         category,
         period,
     })
+}
+
+/// A change of a period asked for by `p`: refuses a caller without
+/// [`Permission::ApprovePeriods`] or who is not a person, reads the body with `parse` (the
+/// period key's parts and whatever else the change needs) and finds the key the caller may
+/// change ([`key_for`]). Returns the key, the person and the rest of the body.
+async fn period_change<T>(
+    api: &Api,
+    p: &Principal,
+    parse: impl FnOnce(OrgId) -> Result<((Category, Period, Wanted), T), ApiError>,
+) -> Result<(PeriodKey, UserId, T), ApiError> {
+    let reach = api.reach(p, Permission::ApprovePeriods)?;
+    let by = person(p)?;
+    let (parts, rest) = parse(p.org_id)?;
+    let key = key_for(api, reach, parts).await?;
+    Ok((key, by, rest))
 }
 
 /// One change of a period's state.
@@ -404,9 +415,9 @@ fn period_error(e: PeriodChangeError) -> ApiError {
         PeriodChangeError::Refused(PeriodError::NotApproved) => {
             conflict("the period is not approved: only an approved period can be reopened")
         }
-        PeriodChangeError::Refused(PeriodError::InvalidReason) => invalid_body(vec![
-            FieldViolation::new("/reason", ViolationCode::Invalid).with_detail("10 to 1000 characters"),
-        ]),
+        PeriodChangeError::Refused(PeriodError::InvalidReason) => {
+            invalid_field("/reason", ViolationCode::Invalid, "10 to 1000 characters")
+        }
         PeriodChangeError::Busy => {
             conflict("the period was changed by someone else at the same time; read it again")
         }
@@ -434,10 +445,7 @@ pub async fn approve(
     p: Principal,
     body: web::Json<PeriodIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let reach = api.reach(&p, Permission::ApprovePeriods)?;
-    let by = person(&p)?;
-    let parts = body.parse(p.org_id)?;
-    let key = key_for(&api, reach, parts).await?;
+    let (key, by, ()) = period_change(&api, &p, |own| Ok((body.parse(own)?, ()))).await?;
     let approved = app.approve_period(key, by).await.map_err(period_error)?;
     tracing::info!(category = %key.category, period = %key.period, subject = %p.subject, "period approved");
     Ok(HttpResponse::Ok().json(PeriodOut::from(&approved)))
@@ -494,10 +502,7 @@ pub async fn reopen(
     p: Principal,
     body: web::Json<ReopenIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let reach = api.reach(&p, Permission::ApprovePeriods)?;
-    let by = person(&p)?;
-    let (parts, reason) = body.parse(p.org_id)?;
-    let key = key_for(&api, reach, parts).await?;
+    let (key, by, reason) = period_change(&api, &p, |own| body.parse(own)).await?;
     let reopened = app.reopen_period(key, by, reason).await.map_err(period_error)?;
     tracing::info!(
         category = %key.category, period = %key.period, subject = %p.subject,
