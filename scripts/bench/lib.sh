@@ -95,9 +95,10 @@ wait_ready() { # url [curl args...]
 
 # Starts identity, ingestion and gateway processes on the database URL and Redis — and a
 # masking process too when the third argument is `masking` (the gateway then routes the
-# pipeline operations API to it); sets HUB_ENV, ID_PID, ING_PID, GW_PID, GW_ADDR and GW_CERT
-# (and MASK_PID). Logs and data dirs under $WORK/dist.
-bench_start_distributed() { # database-url redis-url [masking]
+# pipeline operations and masking policy APIs to it), masking and reconciliation when it is
+# `pipeline` (reconciliation's API routed too); sets HUB_ENV, ID_PID, ING_PID, GW_PID, GW_ADDR
+# and GW_CERT (and MASK_PID, REC_PID). Logs and data dirs under $WORK/dist.
+bench_start_distributed() { # database-url redis-url [masking|pipeline]
   HUB_ENV=(
     "ETX__DATABASE__URL=$1"
     "ETX__QUEUE__KIND=redis"
@@ -121,7 +122,7 @@ bench_start_distributed() { # database-url redis-url [masking]
   id_addr=$(wait_listen "$WORK/dist/identity.log" "$ID_PID")
   ing_addr=$(wait_listen "$WORK/dist/ingestion.log" "$ING_PID")
   local mask_env=()
-  if [ "${3:-}" = masking ]; then
+  if [ "${3:-}" = masking ] || [ "${3:-}" = pipeline ]; then
     mkdir -p "$WORK/dist/masking"
     env "${HUB_ENV[@]}" "$ETXHUB" --data-dir "$WORK/dist/masking" serve --target masking --listen 127.0.0.1:0 \
       >"$WORK/dist/masking.log" 2>&1 &
@@ -130,6 +131,16 @@ bench_start_distributed() { # database-url redis-url [masking]
     mask_addr=$(wait_listen "$WORK/dist/masking.log" "$MASK_PID")
     wait_ready "http://$mask_addr/readyz"
     mask_env=("ETX__UPSTREAMS__MASKING=http://$mask_addr")
+  fi
+  if [ "${3:-}" = pipeline ]; then
+    mkdir -p "$WORK/dist/reconciliation"
+    env "${HUB_ENV[@]}" "$ETXHUB" --data-dir "$WORK/dist/reconciliation" serve --target reconciliation \
+      --listen 127.0.0.1:0 >"$WORK/dist/reconciliation.log" 2>&1 &
+    REC_PID=$!; PIDS+=("$REC_PID")
+    local rec_addr
+    rec_addr=$(wait_listen "$WORK/dist/reconciliation.log" "$REC_PID")
+    wait_ready "http://$rec_addr/readyz"
+    mask_env+=("ETX__UPSTREAMS__RECONCILIATION=http://$rec_addr")
   fi
   env "${HUB_ENV[@]}" "ETX__UPSTREAMS__IDENTITY=http://$id_addr" "ETX__UPSTREAMS__INGESTION=http://$ing_addr" \
     "${mask_env[@]}" "$ETXHUB" --data-dir "$WORK/dist/gateway" serve --target gateway --listen 127.0.0.1:0 \
