@@ -112,6 +112,51 @@ fn probes(record_id: &str) -> Vec<(Permission, Method, String, Option<Value>)> {
             "/api/v1/onboarding".into(),
             Some(json!({})),
         ),
+        (
+            Permission::OperatePipeline,
+            Method::GET,
+            "/api/v1/masking/held".into(),
+            None,
+        ),
+        (
+            Permission::ReadMaskingPolicy,
+            Method::GET,
+            "/api/v1/masking/policies/current".into(),
+            None,
+        ),
+        // A dry run of an empty policy: 422 for those who may publish, 403 for the others.
+        (
+            Permission::ManageMaskingPolicy,
+            Method::POST,
+            "/api/v1/masking/policies/validate".into(),
+            Some(json!({})),
+        ),
+        // Re-identification without token or reason: 422 for security officers only.
+        (
+            Permission::Reidentify,
+            Method::POST,
+            "/api/v1/masking/reidentify".into(),
+            Some(json!({})),
+        ),
+        (
+            Permission::ReadReconciliation,
+            Method::GET,
+            "/api/v1/conflicts".into(),
+            None,
+        ),
+        // Empty bodies are checked before the conflict or period is looked up: 422 or 403.
+        (
+            Permission::ResolveConflicts,
+            Method::POST,
+            format!("/api/v1/conflicts/{}/resolve", uuid::Uuid::now_v7()),
+            Some(json!({})),
+        ),
+        (
+            Permission::ApprovePeriods,
+            Method::POST,
+            "/api/v1/periods/approve".into(),
+            Some(json!({})),
+        ),
     ]
 }
 
