@@ -1203,12 +1203,12 @@ impl ReconciliationStore for SqlStore {
 
         let t0 = std::time::Instant::now();
         let txn = etx_storage::begin_write(&self.db).await.map_err(save_err)?;
-        let t_begin = t0.elapsed().as_millis();
+        let begun_ms = t0.elapsed().as_millis();
         self.lock(&txn, &keyed).await?;
-        let t_lock = t0.elapsed().as_millis();
+        let locked_ms = t0.elapsed().as_millis();
         self.check_undecided(&txn, &records).await?;
         self.check_foundings(&txn, decisions).await?;
-        let t_checks = t0.elapsed().as_millis();
+        let checked_ms = t0.elapsed().as_millis();
         let mut writable: HashSet<(OrgId, Category, Period)> = HashSet::new();
         let mut deferred = Deferred::default();
         let mut outbox = Vec::with_capacity(decisions.len());
@@ -1302,18 +1302,21 @@ impl ReconciliationStore for SqlStore {
                 }
             }
         }
-        let t_loop = t0.elapsed().as_millis();
+        let written_ms = t0.elapsed().as_millis();
         self.flush(&txn, &mut deferred).await?;
-        let t_flush = t0.elapsed().as_millis();
+        let flushed_ms = t0.elapsed().as_millis();
         self.commit(txn, outbox).await?;
+        // Where a batch's time goes, in ms since the transaction was asked for (a stall shows
+        // as a jump between two of them; found the sqlx TCP_NODELAY regression).
         tracing::debug!(
-            t_begin,
-            t_lock,
-            t_checks,
-            t_loop,
-            t_flush,
-            t_commit = t0.elapsed().as_millis(),
-            "save timings"
+            decisions = decisions.len(),
+            begun_ms,
+            locked_ms,
+            checked_ms,
+            written_ms,
+            flushed_ms,
+            committed_ms = t0.elapsed().as_millis(),
+            "batch stored"
         );
         Ok(())
     }
