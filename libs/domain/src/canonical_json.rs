@@ -34,13 +34,23 @@ pub fn write(v: &Value, out: &mut Vec<u8>) {
             out.push(b']');
         }
         Value::String(s) => write_str(s, out),
-        other => out.extend_from_slice(other.to_string().as_bytes()),
+        // Numbers, booleans and null as serde_json prints them, written in place.
+        other => write_serialized(other, out),
     }
 }
 
 fn write_str(s: &str, out: &mut Vec<u8>) {
-    // serde_json's string escaping is deterministic; reuse it.
-    out.extend_from_slice(Value::String(s.to_owned()).to_string().as_bytes());
+    // serde_json's string escaping is deterministic; reuse it, writing straight into `out`
+    // (no copy of the string into a `Value`, no intermediate `String`: this runs for every
+    // member name and string of every record).
+    write_serialized(s, out);
+}
+
+/// `v` serialised compactly by serde_json, appended to `out`; the same bytes as its `Display`.
+fn write_serialized<T: serde::Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail, and these values (a string, a number, a boolean, null)
+    // always serialise.
+    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 /// The canonical bytes of `v`.
@@ -54,6 +64,21 @@ pub fn to_vec(v: &Value) -> Vec<u8> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn scalars_are_written_as_serde_json_displays_them() {
+        let v = json!({
+            "s": "quote \" backslash \\ tab \t nl \n ctrl \u{1} Đồng ₫ 😀",
+            "n": [0, -1, 1.5, 1e300, 18446744073709551615u64, -9223372036854775808i64],
+            "b": [true, false, null]
+        });
+        let mut expected = String::from("{");
+        expected.push_str(&format!("\"b\":{},", v["b"]));
+        expected.push_str(&format!("\"n\":{},", v["n"]));
+        expected.push_str(&format!("\"s\":{}", v["s"]));
+        expected.push('}');
+        assert_eq!(String::from_utf8(to_vec(&v)).unwrap(), expected);
+    }
 
     #[test]
     fn members_are_sorted_at_every_depth() {
